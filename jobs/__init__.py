@@ -1,0 +1,1 @@
+"""Background jobs (training, sampling, patch extraction, metrics, study building) run through Celery."""

@@ -1,0 +1,1 @@
+"""Blinded real-versus-synthetic reader studies: image sets, studies, readers, responses, results."""
