@@ -11,6 +11,11 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/reader/", include("readerstudy.api.reader_urls")),
+    path("api/admin/", include("readerstudy.api.admin_urls")),
+    path("api/admin/", include("evaluation.urls")),
+    path("api/admin/", include("jobs.urls")),
+    path("results/", include("readerstudy.results_urls")),
     path("", include("readerstudy.urls")),
 ]
 

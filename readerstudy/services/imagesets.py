@@ -1,0 +1,117 @@
+"""Registering image sets: files with their labels and origins become `ImageSet` and `Image` rows.
+
+Used by patch extraction (real sets), sampling (synthetic sets), study import and the demo.
+"""
+import hashlib
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from PIL import Image as PILImage
+
+from readerstudy.models import Image, ImageSet, Truth
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image to register: its bytes (or a path to read them from), name, label and origin."""
+
+    name: str
+    data: bytes | None = None
+    path: Path | None = None
+    label: str = ""
+    origin: dict = field(default_factory=dict)
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        if self.path is None:
+            raise ValueError(f"{self.name}: neither data nor path given")
+        return Path(self.path).read_bytes()
+
+
+class ImageSetError(ValueError):
+    """An image set could not be registered; the message names the image at fault."""
+
+
+def image_set_create(
+    *,
+    name: str,
+    kind: str,
+    generator: str,
+    images: Iterable[ImageSpec],
+    provenance: dict | None = None,
+    description: str = "",
+) -> ImageSet:
+    """Create an image set with all its images, atomically: on any bad image nothing is kept."""
+    if kind not in Truth.values:
+        raise ImageSetError(f"kind {kind!r}: expected one of {', '.join(Truth.values)}")
+    if kind == Truth.REAL and generator != "real":
+        raise ImageSetError(f"a real image set has generator 'real', not {generator!r}")
+    if ImageSet.objects.filter(name=name).exists():
+        raise ImageSetError(f"an image set named {name!r} exists already")
+    saved: list[Image] = []
+    try:
+        with transaction.atomic():
+            image_set = ImageSet.objects.create(
+                name=name, kind=kind, generator=generator, provenance=provenance or {}, description=description
+            )
+            seen: set[str] = set()
+            for spec in images:
+                if spec.name in seen:
+                    raise ImageSetError(f"{spec.name}: listed twice")
+                seen.add(spec.name)
+                saved.append(_image_add(image_set=image_set, spec=spec))
+            if not seen:
+                raise ImageSetError(f"image set {name!r} has no images")
+    except Exception:
+        for image in saved:  # the rows are rolled back; remove the files they pointed at
+            image.file.delete(save=False)
+        raise
+    return image_set
+
+
+def _image_add(*, image_set: ImageSet, spec: ImageSpec) -> Image:
+    data = spec.read()
+    try:
+        with PILImage.open(io.BytesIO(data)) as img:
+            img.verify()
+        with PILImage.open(io.BytesIO(data)) as img:
+            img.load()
+            width, height, fmt = img.width, img.height, (img.format or "").upper()
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
+        raise ImageSetError(f"{spec.name}: not a readable image ({exc})") from exc
+    sha256 = hashlib.sha256(data).hexdigest()
+    suffix = Path(spec.name).suffix.lower() or f".{fmt.lower()}"
+    image = Image(
+        image_set=image_set,
+        original_name=spec.name,
+        label=spec.label,
+        sha256=sha256,
+        width=width,
+        height=height,
+        format=fmt,
+        origin=spec.origin,
+    )
+    # Stored under the set's id and the content hash: never the original name, which may leak truth.
+    image.file.save(f"{image_set.pk}/{sha256[:32]}{suffix}", ContentFile(data), save=False)
+    image.save()
+    return image
+
+
+def image_set_specs_from_folder(*, folder: Path, label_from_subfolder: bool = True) -> list[ImageSpec]:
+    """Image files under `folder` (png, jpg, jpeg, tif, tiff), labelled by their sub-folder if asked."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageSetError(f"{folder}: not a folder")
+    specs = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".tif", ".tiff"} or not path.is_file():
+            continue
+        rel = path.relative_to(folder)
+        label = rel.parts[0] if label_from_subfolder and len(rel.parts) > 1 else ""
+        specs.append(ImageSpec(name=str(rel), path=path, label=label))
+    return specs

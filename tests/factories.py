@@ -1,0 +1,66 @@
+"""Shared test factories: users, image sets of small generated PNGs, studies with readers."""
+import io
+import itertools
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from PIL import Image as PILImage
+
+from readerstudy.models import ImageSet, Study, StudyItem
+from readerstudy.services.imagesets import ImageSpec, image_set_create
+from readerstudy.services.studies import ItemSpec, study_assign_readers, study_create, study_set_state
+
+_counter = itertools.count(1)
+PASSWORD = "correct-horse-battery-staple"
+
+
+def make_user(username: str | None = None, *, staff: bool = False, password: str = PASSWORD):
+    username = username or f"user{next(_counter)}"
+    return get_user_model().objects.create_user(
+        username=username, password=password, is_staff=staff, is_superuser=staff
+    )
+
+
+def png_bytes(seed: int, size: int = 32, fmt: str = "PNG", **save_kwargs) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    PILImage.fromarray(pixels).save(out, format=fmt, **save_kwargs)
+    return out.getvalue()
+
+
+def make_image_set(
+    *, n: int = 4, kind: str = "real", generator: str | None = None, labels=("A", "B"), size: int = 32,
+    fmt: str = "PNG", name: str | None = None,
+) -> ImageSet:
+    generator = generator or ("real" if kind == "real" else "diffusion")
+    k = next(_counter)
+    ext = "jpg" if fmt == "JPEG" else fmt.lower()
+    specs = [
+        ImageSpec(
+            name=f"{generator}_{labels[i % len(labels)]}_{i:03d}.{ext}",
+            data=png_bytes(1000 * k + i, size=size, fmt=fmt),
+            label=labels[i % len(labels)],
+            origin={"index": i},
+        )
+        for i in range(n)
+    ]
+    return image_set_create(name=name or f"{generator}-{kind}-{k}", kind=kind, generator=generator, images=specs)
+
+
+def make_study(
+    *, n_real: int = 4, n_synthetic: int = 4, readers=(), state: str = Study.State.OPEN, practice: int = 0,
+    repeats: int = 0, name: str | None = None, **settings_fields,
+) -> Study:
+    real = make_image_set(n=n_real + practice, kind="real")
+    fake = make_image_set(n=n_synthetic, kind="synthetic", generator="diffusion")
+    real_images = list(real.images.all())
+    specs = [ItemSpec(image=img) for img in real_images[:n_real]]
+    specs += [ItemSpec(image=img) for img in fake.images.all()]
+    for r in range(repeats):
+        specs.append(ItemSpec(image=specs[r].image, role=StudyItem.Role.REPEAT, repeat_of=r))
+    specs += [ItemSpec(image=img, role=StudyItem.Role.PRACTICE) for img in real_images[n_real:]]
+    study = study_create(name=name or f"study-{next(_counter)}", items=specs, seed=7, **settings_fields)
+    study_assign_readers(study=study, users=list(readers))
+    study_set_state(study=study, state=state)
+    return study
