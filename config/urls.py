@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/reader/", include("readerstudy.api.reader_urls")),
     path("api/admin/", include("readerstudy.api.admin_urls")),
+    path("api/admin/", include("readerstudy.api.results_urls")),
     path("api/admin/", include("evaluation.urls")),
     path("api/admin/", include("jobs.urls")),
     path("results/", include("readerstudy.results_urls")),

@@ -21,7 +21,7 @@ def ml_core_modules() -> list[str]:
     for package in ("generation", "evaluation"):
         for path in sorted((ROOT / package).rglob("*.py")):
             parts = path.relative_to(ROOT).with_suffix("").parts
-            if "management" in parts or "migrations" in parts or parts[-1] in DJANGO_WRAPPERS:
+            if {"management", "migrations", "services"} & set(parts) or parts[-1] in DJANGO_WRAPPERS:
                 continue
             if parts[-1] == "__init__":
                 parts = parts[:-1]

@@ -1,0 +1,2 @@
+"""Staff API for results and CSV exports (filled in by the results module)."""
+urlpatterns: list = []
