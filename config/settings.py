@@ -160,6 +160,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Reader-study, image-set, metric and job API of the HistoSynth reader-study application.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # One name for each choice set used by several models (answer/truth/kind, study state).
+    "ENUM_NAME_OVERRIDES": {
+        "TruthEnum": "readerstudy.models.Truth",
+        "StudyStateEnum": "readerstudy.models.Study.State",
+        "JobKindEnum": "jobs.models.Job.Kind",
+    },
 }
 
 # Celery: eager in-process without a broker, real workers with one.

@@ -16,6 +16,14 @@ class Truth(models.TextChoices):
     SYNTHETIC = "synthetic", "AI-generated"
 
 
+DEFAULT_CONFIDENCE_LABELS = ["Very unsure", "Unsure", "Neutral", "Sure", "Very sure"]
+
+
+def default_confidence_labels() -> list[str]:
+    """Labels of the default 1..5 confidence scale, lowest first."""
+    return list(DEFAULT_CONFIDENCE_LABELS)
+
+
 class ImageSet(models.Model):
     """A named collection of images of one kind (real or synthetic) from one generator."""
 
@@ -78,10 +86,7 @@ class Study(models.Model):
     confidence_min = models.PositiveSmallIntegerField(default=1)
     confidence_max = models.PositiveSmallIntegerField(default=5)
     # Labels for the confidence levels, lowest first; empty means numbers only.
-    confidence_labels = models.JSONField(
-        default=list,
-        blank=True,
-    )
+    confidence_labels = models.JSONField(default=default_confidence_labels, blank=True)
     allow_revision = models.BooleanField(default=False)
     seed = models.BigIntegerField(default=0)
     # How the study was made: source image sets and counts, or the uploaded archive's name and hash.

@@ -1,2 +1,11 @@
-"""Staff-only results pages and exports (filled in by the results views)."""
-urlpatterns: list = []
+"""Staff-only results pages under /results/: study list, a study's statistics, plots and CSV downloads."""
+from django.urls import path
+
+from readerstudy import results_views
+
+urlpatterns = [
+    path("", results_views.results_index, name="results-index"),
+    path("<int:study_id>/", results_views.results_study, name="results-study"),
+    path("<int:study_id>/plots/<str:name>.<str:fmt>", results_views.results_plot, name="results-plot"),
+    path("<int:study_id>/export/<str:name>.csv", results_views.results_export, name="results-export"),
+]

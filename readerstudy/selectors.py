@@ -1,8 +1,14 @@
 """Reads of reader-study data, shaped for pages, the API, statistics and exports."""
-from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q, QuerySet
+from dataclasses import dataclass
 
-from readerstudy.models import Study, StudyReader
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, QuerySet
+from django.urls import reverse
+
+from readerstudy.models import Response, Study, StudyItem, StudyReader
+
+# The states in which a study is visible to its readers (a draft is not).
+READER_VISIBLE_STATES = (Study.State.OPEN, Study.State.CLOSED)
 
 
 def studies_for_reader(*, user: AbstractBaseUser) -> QuerySet[StudyReader]:
@@ -13,3 +19,117 @@ def studies_for_reader(*, user: AbstractBaseUser) -> QuerySet[StudyReader]:
         .annotate(answered=Count("responses", distinct=True))
         .order_by("-study__created_at")
     )
+
+
+def reader_assignment_get(*, user: AbstractBaseUser, study_id: int) -> StudyReader | None:
+    """`user`'s assignment to the open or closed study `study_id`, or None (not assigned, draft, absent)."""
+    if not user.is_authenticated:
+        return None
+    return (
+        StudyReader.objects.filter(user=user, study_id=study_id, study__state__in=READER_VISIBLE_STATES)
+        .select_related("study")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class AssignmentProgress:
+    """Where a reader stands in their own order of items."""
+
+    answered: int
+    total_all: int
+    # Index in `item_order` of the first unanswered item; None when all are answered.
+    next_index: int | None
+    next_item: StudyItem | None
+    following_item: StudyItem | None
+    # 1-based place of the next item within its phase (practice first, then the study proper).
+    position: int
+    phase_total: int
+    practice_total: int
+
+
+def assignment_progress(*, assignment: StudyReader) -> AssignmentProgress:
+    """The reader's progress and next item, following their own fixed `item_order`."""
+    order = list(assignment.item_order)
+    answered_ids = set(Response.objects.filter(assignment=assignment).values_list("item_id", flat=True))
+    next_index = next((i for i, pk in enumerate(order) if pk not in answered_ids), None)
+    answered = sum(1 for pk in order if pk in answered_ids)
+    # Only what a reader may see of an item is loaded: its token and role.
+    items = StudyItem.objects.only("id", "study_id", "token", "role").in_bulk(order)
+    practice_ids = {pk for pk, item in items.items() if item.role == StudyItem.Role.PRACTICE}
+    practice_total = sum(1 for pk in order if pk in practice_ids)
+    if next_index is None:
+        return AssignmentProgress(answered, len(order), None, None, None, 0, 0, practice_total)
+    next_item = items[order[next_index]]
+    following = items.get(order[next_index + 1]) if next_index + 1 < len(order) else None
+    before = order[:next_index]
+    if next_item.pk in practice_ids:
+        position = sum(1 for pk in before if pk in practice_ids) + 1
+        phase_total = practice_total
+    else:
+        position = sum(1 for pk in before if pk not in practice_ids) + 1
+        phase_total = len(order) - practice_total
+    return AssignmentProgress(
+        answered, len(order), next_index, next_item, following, position, phase_total, practice_total
+    )
+
+
+def reader_study_summaries(*, user: AbstractBaseUser) -> list[dict]:
+    """The studies assigned to `user` with progress, for the home page and the reader API."""
+    rows = []
+    for assignment in studies_for_reader(user=user):
+        total = len(assignment.item_order)
+        answered = Response.objects.filter(assignment=assignment, item_id__in=assignment.item_order).count()
+        rows.append(
+            {
+                "assignment": assignment,
+                "study": assignment.study,
+                "answered": answered,
+                "total": total,
+                "finished": assignment.finished_at is not None or (total > 0 and answered >= total),
+            }
+        )
+    return rows
+
+
+def item_image_visible_to(*, user: AbstractBaseUser, token: str) -> StudyItem | None:
+    """The study item with `token` if `user` may see its image: staff, or a reader assigned to its
+    open or closed study with the item in their order; None otherwise (the caller answers 404)."""
+    if not user.is_authenticated:
+        return None
+    item = StudyItem.objects.filter(token=token).select_related("study").first()
+    if item is None:
+        return None
+    if user.is_staff:
+        return item
+    assignment = StudyReader.objects.filter(
+        user=user, study_id=item.study_id, study__state__in=READER_VISIBLE_STATES
+    ).first()
+    if assignment is None or item.pk not in assignment.item_order:
+        return None
+    return item
+
+
+
+def study_confidence_scale(*, study: Study) -> list[dict]:
+    """The study's confidence levels, lowest first: `value`, `label` (may be empty) and `key`,
+    the keyboard digit that picks it on the rating page (None beyond 9 levels)."""
+    values = range(study.confidence_min, study.confidence_max + 1)
+    labels = list(study.confidence_labels or [])
+    if len(labels) != len(values):
+        labels = [""] * len(values)
+    return [
+        {"value": v, "label": label, "key": str(n) if n <= 9 else None}
+        for n, (v, label) in enumerate(zip(values, labels), start=1)
+    ]
+
+
+def rating_page_config(*, study: Study) -> dict:
+    """What the rating page's script needs: the API addresses and the scale. Names no item."""
+    return {
+        "next_url": reverse("reader-api-next", kwargs={"study_id": study.pk}),
+        "responses_url": reverse("reader-api-responses", kwargs={"study_id": study.pk}),
+        "finish_url": reverse("study-finish", kwargs={"study_id": study.pk}),
+        "allow_revision": study.allow_revision,
+        "scale": study_confidence_scale(study=study),
+    }

@@ -10,6 +10,12 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # PBKDF2 with its production work factor would dominate tests that create users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MEDIA_ROOT.mkdir()

@@ -33,6 +33,12 @@ class ImageSpec:
         return Path(self.path).read_bytes()
 
 
+# Formats accepted in image sets (what slides, samplers and uploads produce).
+IMAGE_FORMATS = {"PNG", "JPEG", "TIFF", "BMP", "WEBP"}
+# Patches are small; anything above this many pixels is refused before it is decoded.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
 class ImageSetError(ValueError):
     """An image set could not be registered; the message names the image at fault."""
 
@@ -47,10 +53,14 @@ def image_set_create(
     description: str = "",
 ) -> ImageSet:
     """Create an image set with all its images, atomically: on any bad image nothing is kept."""
+    if not name or not name.strip():
+        raise ImageSetError("an image set needs a name")
     if kind not in Truth.values:
         raise ImageSetError(f"kind {kind!r}: expected one of {', '.join(Truth.values)}")
     if kind == Truth.REAL and generator != "real":
         raise ImageSetError(f"a real image set has generator 'real', not {generator!r}")
+    if kind == Truth.SYNTHETIC and (not generator.strip() or generator == "real"):
+        raise ImageSetError(f"a synthetic image set needs a generator name other than 'real', not {generator!r}")
     if ImageSet.objects.filter(name=name).exists():
         raise ImageSetError(f"an image set named {name!r} exists already")
     saved: list[Image] = []
@@ -74,16 +84,35 @@ def image_set_create(
     return image_set
 
 
-def _image_add(*, image_set: ImageSet, spec: ImageSpec) -> Image:
-    data = spec.read()
+def image_check_bytes(*, name: str, data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int, str]:
+    """(width, height, format) of an image file's bytes; `ImageSetError` naming `name` if unusable.
+
+    The pixel count is checked from the header before any decoding, so a decompression bomb is
+    refused without being decompressed.
+    """
     try:
         with PILImage.open(io.BytesIO(data)) as img:
+            width, height, fmt = img.width, img.height, (img.format or "").upper()
+            if width * height > max_pixels:
+                raise ImageSetError(
+                    f"{name}: {width}x{height} pixels is more than the limit of {max_pixels} "
+                    "(a decompression bomb?)"
+                )
             img.verify()
         with PILImage.open(io.BytesIO(data)) as img:
             img.load()
-            width, height, fmt = img.width, img.height, (img.format or "").upper()
+    except ImageSetError:
+        raise
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
-        raise ImageSetError(f"{spec.name}: not a readable image ({exc})") from exc
+        raise ImageSetError(f"{name}: not a readable image ({exc})") from exc
+    if fmt not in IMAGE_FORMATS:
+        raise ImageSetError(f"{name}: format {fmt or 'unknown'} is not one of {', '.join(sorted(IMAGE_FORMATS))}")
+    return width, height, fmt
+
+
+def _image_add(*, image_set: ImageSet, spec: ImageSpec) -> Image:
+    data = spec.read()
+    width, height, fmt = image_check_bytes(name=spec.name, data=data)
     sha256 = hashlib.sha256(data).hexdigest()
     suffix = Path(spec.name).suffix.lower() or f".{fmt.lower()}"
     image = Image(
@@ -98,7 +127,11 @@ def _image_add(*, image_set: ImageSet, spec: ImageSpec) -> Image:
     )
     # Stored under the set's id and the content hash: never the original name, which may leak truth.
     image.file.save(f"{image_set.pk}/{sha256[:32]}{suffix}", ContentFile(data), save=False)
-    image.save()
+    try:
+        image.save()
+    except Exception:
+        image.file.delete(save=False)
+        raise
     return image
 
 

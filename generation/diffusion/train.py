@@ -1,0 +1,163 @@
+"""Training the class-conditional diffusion model (Moghadam et al., WACV 2023; ADM recipe): AdamW
+(lr 1e-4), EMA 0.9999, bf16 autocast on GPU only, gradient clipping, micro-batching, DDP under
+torchrun, a metrics log, sample grids and atomic checkpoints every N steps, and `resume` that
+continues exactly (data order, augmentation, timesteps and noise are functions of (seed, step, rank);
+model, EMA, optimiser and RNG states come from the checkpoint). Pure torch, no Django.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from generation.diffusion.config import ConfigError, DiffusionConfig, preset_config
+from generation.diffusion.diffusion import GaussianDiffusion
+from generation.diffusion.pipeline import DiffusionGenerator
+from generation.diffusion.unet import DiffusionUNet, count_parameters
+from generation.training.checkpoint import checkpoint_load, checkpoint_save, rng_state_restore, unwrap
+from generation.training.data import PatchDataset, augment_dihedral, make_loader, step_generator, to_model_range
+from generation.training.distributed import ddp_wrap, distributed_setup, seed_everything
+from generation.training.ema import EMA
+from generation.training.grids import grid_save
+from generation.training.logging import MetricsLog
+from generation.training.loop import LoopSchedule, loop_run
+
+KIND = "diffusion"
+
+
+@dataclass
+class TrainOptions:
+    """How to run (not what to learn): paths, length, schedule of logs/grids/checkpoints, device."""
+
+    data: Path
+    out: Path
+    steps: int = 1000
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 0
+    save_every: int = 1000
+    resume: bool = False
+    device: str = "auto"
+    bf16: bool = False
+    num_workers: int = 0
+    metrics_format: str = "csv"  # csv | jsonl
+    augment: bool = True
+    split: str | None = None
+    progress: bool = True
+
+
+def train(config: DiffusionConfig, options: TrainOptions) -> Path:
+    """Train (or resume) into `options.out`; returns the checkpoint path. `config.num_classes` and
+    `config.classes` and `config.image_size` are taken from the data."""
+    env = distributed_setup(options.device, bf16=options.bf16)
+    out = Path(options.out)
+    ckpt_path = out / "checkpoint.pt"
+    ckpt = None
+    if options.resume:
+        ckpt = checkpoint_load(ckpt_path, kind=KIND)
+        saved = DiffusionConfig.from_dict(ckpt["config"])
+        if saved.preset != config.preset:
+            raise ConfigError(f"{ckpt_path}: made with preset {saved.preset!r}, not {config.preset!r}")
+        config = saved
+    elif ckpt_path.exists():
+        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
+
+    dataset = PatchDataset(options.data, split=options.split, classes=config.classes or None,
+                           image_size=config.image_size if options.resume else None)
+    if not options.resume:
+        if config.preset == "tiny":  # any size from 32 px: the preset adds levels for larger images
+            fields = {k: v for k, v in config.to_dict().items() if k not in ("preset", "channel_mult")}
+            config = preset_config("tiny", **{**fields, "image_size": dataset.image_size})
+        elif dataset.image_size != config.image_size:
+            raise ConfigError(f"{options.data}: images are {dataset.image_size} px but preset {config.preset!r} "
+                              f"is built for {config.image_size} px; use --preset tiny for other sizes")
+        config = config.with_(num_classes=len(dataset.classes), classes=tuple(dataset.classes))
+    global_batch = config.batch_size
+    if global_batch % env.world_size:
+        raise ConfigError(f"batch_size {global_batch} is not divisible by the {env.world_size} processes")
+    local_batch = global_batch // env.world_size
+    micro = config.micro_batch or local_batch
+    if local_batch % micro:
+        raise ConfigError(f"micro_batch {micro} does not divide the per-process batch {local_batch}")
+
+    seed_everything(options.seed, env.rank)
+    model = DiffusionUNet(config).to(env.device)
+    ema = EMA(model, config.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start_step = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_step = int(ckpt["step"])
+        seed = int(ckpt["extra"].get("seed", options.seed))
+        options.seed = seed
+        rng_state_restore(ckpt["rng"])
+    ddp_model = ddp_wrap(model, env)
+    diffusion = GaussianDiffusion(config, env.device)
+    loader = iter(make_loader(dataset, batch_size=local_batch, seed=options.seed, start_step=start_step,
+                              rank=env.rank, world_size=env.world_size, num_workers=options.num_workers))
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if options.bf16 else contextlib.nullcontext
+
+    def step_fn(step: int) -> dict:
+        images, labels = next(loader)
+        if options.augment:
+            images = augment_dihedral(images, step_generator(options.seed, step, env.rank, stream=1))
+        x0 = to_model_range(images).to(env.device, non_blocking=True)
+        y = labels.to(env.device, non_blocking=True)
+        gen = step_generator(options.seed, step, env.rank, stream=2, device=env.device)
+        optimizer.zero_grad(set_to_none=True)
+        total = {"loss": 0.0, "mse": 0.0, "vb": 0.0}
+        chunks = list(zip(x0.split(micro), y.split(micro)))
+        for i, (xc, yc) in enumerate(chunks):
+            sync = i == len(chunks) - 1 or not env.distributed
+            ctx = contextlib.nullcontext() if sync else ddp_model.no_sync()
+            with ctx, autocast():
+                terms = diffusion.training_losses(ddp_model, xc, yc, gen)
+            loss = terms.loss.sum() / local_batch
+            with ctx:
+                loss.backward()
+            total["loss"] += loss.detach()
+            total["mse"] += terms.mse.detach().sum() / local_batch
+            total["vb"] += terms.vb.detach().sum() / local_batch
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        ema.update(model)
+        return {**total, "grad_norm": grad_norm}
+
+    extra = {"seed": options.seed, "data": str(options.data), "classes": list(config.classes),
+             "parameters": count_parameters(model)}
+
+    def save_fn(step: int) -> Path:
+        return checkpoint_save(ckpt_path, kind=KIND, config=config.to_dict(), model=model, ema=ema,
+                               optimizer=optimizer, step=step, extra=extra)
+
+    def sample_fn(step: int) -> None:
+        n = min(16, 4 * config.num_classes)
+        labels = torch.arange(n) % config.num_classes
+        gen = DiffusionGenerator(ema.shadow, config, env.device)
+        images = gen.sample(labels, [step_generator(options.seed, 0, i, stream=3) for i in range(n)],
+                            sampler=config.grid_sampler, steps=config.grid_steps)
+        grid_save(images, out / "grids" / f"step_{step:07d}.png", nrow=config.num_classes)
+
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    metrics = MetricsLog(out / f"metrics.{options.metrics_format}", resume_step=start_step if ckpt else None,
+                         enabled=env.is_main)
+    schedule = LoopSchedule(total_steps=options.steps, log_every=options.log_every,
+                            sample_every=options.sample_every, save_every=options.save_every)
+    model.train()
+    loop_run(step_fn=step_fn, start_step=start_step, schedule=schedule, env=env, images_per_step=global_batch,
+             metrics_log=metrics, save_fn=save_fn, sample_fn=sample_fn,
+             last_checkpoint=ckpt_path if ckpt is not None else None, desc=f"diffusion {config.preset}", progress=options.progress)
+    del ddp_model
+    return ckpt_path
+
+
+def trained_model(run: Path | str) -> torch.nn.Module:
+    """The EMA model of a run (convenience for notebooks)."""
+    return unwrap(DiffusionGenerator.from_checkpoint(str(Path(run) / "checkpoint.pt")).model)

@@ -1,0 +1,381 @@
+"""What each kind of job runs: a registry from `Job.Kind` to a plain `callable(params, reporter)`.
+
+Each runner declares its parameters (`Param`: name, type, default, help; the admin's launch form
+and the API's validation are made from them) and calls its owner's plain function: the diffusion
+and ProGAN trainers, sampling, patch extraction, the metrics and the study builder. The owners'
+modules are imported inside the runner, so that a module missing from a build gives the job a
+clear error ("... is not available in this installation") instead of breaking the import of jobs.
+"""
+import csv
+import ctypes
+import dataclasses
+import inspect
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs.models import Job
+
+logger = logging.getLogger(__name__)
+
+
+class RunnerError(ValueError):
+    """Bad job parameters, or a function this installation lacks; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type = str  # str, int, float, bool, list (a list of strings)
+    required: bool = False
+    default: Any = None
+    help: str = ""
+    choices: tuple = ()
+
+
+@dataclass(frozen=True)
+class Runner:
+    kind: str
+    run: Callable[[dict, Any], dict]
+    params: tuple[Param, ...] = field(default_factory=tuple)
+    help: str = ""
+
+
+def _coerce(param: Param, value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    try:
+        if param.type is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in {"1", "true", "yes", "on"}:
+                return True
+            if str(value).lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if param.type is list:
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, (list, tuple)):
+                return [str(v) for v in value]
+            raise ValueError(value)
+        if param.type is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return param.type(value)
+    except (TypeError, ValueError):
+        raise RunnerError(f"{param.name}: expected {param.type.__name__}, got {value!r}") from None
+
+
+def runner_validate(*, kind: str, params: dict) -> dict:
+    """Check and normalise `params` (in place) for `kind`: unknown names, missing or mistyped values."""
+    runner = runner_get(kind)
+    known = {p.name: p for p in runner.params}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise RunnerError(f"unknown parameter(s) for {kind}: {', '.join(unknown)}; expected {', '.join(known)}")
+    for p in runner.params:
+        value = _coerce(p, params.get(p.name))
+        if value is None and p.default is not None:
+            value = p.default
+        if value is None:
+            if p.required:
+                raise RunnerError(f"{p.name}: required for {kind}")
+            params.pop(p.name, None)
+            continue
+        if p.choices and value not in p.choices:
+            raise RunnerError(f"{p.name}: {value!r} is not one of {', '.join(map(str, p.choices))}")
+        params[p.name] = value
+    return params
+
+
+def runner_get(kind: str) -> Runner:
+    try:
+        return RUNNERS[kind]
+    except KeyError:
+        raise RunnerError(f"no runner for job kind {kind!r}") from None
+
+
+def runner_for(kind: str) -> Callable[[dict, Any], dict]:
+    return runner_get(kind).run
+
+
+def _missing(what: str, exc: Exception) -> RunnerError:
+    return RunnerError(f"{what} is not available in this installation ({type(exc).__name__}: {exc})")
+
+
+def call_with_supported(fn: Callable, kwargs: dict, reporter=None) -> Any:
+    """Call `fn` with the keyword arguments it accepts; the reporter goes to its progress argument.
+
+    A parameter the function does not take is an error naming it, never silently dropped.
+    """
+    sig = inspect.signature(fn)
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    unsupported = [k for k in kwargs if k not in sig.parameters and not accepts_any]
+    if unsupported:
+        raise RunnerError(f"{fn.__module__}.{fn.__name__} takes no parameter {', '.join(unsupported)}")
+    if reporter is not None:
+        for name in ("reporter", "progress", "on_progress", "callback"):
+            if name in sig.parameters and name not in kwargs:
+                kwargs[name] = reporter
+                break
+    return fn(**kwargs)
+
+
+class MetricsWatcher:
+    """Progress for a function that takes no progress callback: follows its metrics log.
+
+    A thread reads the last row of `path` (CSV or JSON lines with a `step` column) every
+    `interval` seconds and reports `step / total` with a heartbeat. When a cancel is asked it raises
+    `Cancelled` inside the working thread (at its next Python instruction), so such a function
+    can be cancelled too.
+    """
+
+    def __init__(self, reporter, path: Path, *, total: int, what: str = "step", interval: float = 2.0):
+        self.reporter, self.path, self.total, self.what, self.interval = reporter, Path(path), total, what, interval
+        self._stop = threading.Event()
+        self._target = threading.get_ident()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="job-metrics-watcher")
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return False
+
+    def _last_row(self) -> dict | None:
+        try:
+            text = self.path.read_text()
+        except OSError:
+            return None
+        lines = [line for line in text.splitlines() if line.strip()]
+        if not lines:
+            return None
+        if self.path.suffix == ".jsonl":
+            try:
+                return json.loads(lines[-1])
+            except ValueError:
+                return None
+        rows = list(csv.DictReader(lines[:1] + lines[-1:]))
+        return rows[-1] if rows else None
+
+    def _watch(self) -> None:
+        from django.db import connection
+
+        from jobs.services import Cancelled
+
+        try:
+            while not self._stop.wait(self.interval):
+                row = self._last_row() or {}
+                try:
+                    step = int(float(row.get("step", 0)))
+                except (TypeError, ValueError):
+                    step = 0
+                loss = row.get("loss")
+                message = f"{self.what} {step}/{self.total}" + (f", loss {float(loss):.4g}" if loss else "")
+                try:
+                    self.reporter.progress(step / max(1, self.total), message, force=True)
+                except Cancelled:
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._target), ctypes.py_object(Cancelled))
+                    return
+        finally:
+            connection.close()  # this thread's own database connection
+
+
+# --- the runners: each imports its owner's code lazily --------------------------------------------
+
+
+def run_train_diffusion(params: dict, reporter) -> dict:
+    try:
+        from generation.diffusion.config import preset_config
+        from generation.diffusion.train import TrainOptions, train
+    except ImportError as exc:
+        raise _missing("diffusion training (generation.diffusion.train)", exc) from exc
+    params = dict(params)
+    overrides = {k: params.pop(k) for k in ("batch_size", "lr") if k in params}
+    config = preset_config(params.pop("preset", "tiny"), **overrides)
+    steps = params.get("steps", TrainOptions.steps)
+    options = TrainOptions(data=Path(params.pop("data")), out=Path(params.pop("out")), progress=False, **params)
+    reporter.progress(0.0, f"training diffusion model ({config.preset}, {steps} steps)", force=True)
+    with MetricsWatcher(reporter, options.out / f"metrics.{options.metrics_format}", total=steps, what="step"):
+        checkpoint = train(config, options)
+    return {"checkpoint": str(checkpoint), "out": str(options.out), "steps": steps}
+
+
+def run_train_progan(params: dict, reporter) -> dict:
+    try:
+        from generation.progan.train import train_progan
+    except ImportError as exc:
+        raise _missing("ProGAN training (generation.progan.train.train_progan)", exc) from exc
+    reporter.progress(0.0, f"training ProGAN ({params.get('preset', 'default preset')})", force=True)
+    result = call_with_supported(train_progan, params, reporter)
+    return _as_dict(result, out=params.get("out"))
+
+
+def run_generate_images(params: dict, reporter) -> dict:
+    try:
+        from generation.sampling.generate import GenerateRequest, generate
+        from generation.services.sampling import sampled_image_set_register
+    except ImportError as exc:
+        raise _missing("image generation (generation.sampling.generate)", exc) from exc
+    params = dict(params)
+    name = params.pop("name", None)
+    request = GenerateRequest(checkpoint=Path(params.pop("checkpoint")), out=Path(params.pop("out")), **params)
+    reporter.progress(0.0, f"generating images from {request.checkpoint}", force=True)
+    result = generate(request)
+    reporter.progress(0.9, f"{result.count} images written to {result.out}", force=True)
+    out = {"out": str(result.out), "count": result.count, "npz": str(result.npz)}
+    if name:
+        image_set = sampled_image_set_register(folder=result.out, name=name)
+        out.update(image_set_id=image_set.pk, image_set=image_set.name)
+    return out
+
+
+def run_extract_patches(params: dict, reporter) -> dict:
+    try:
+        from generation.services.patches import extract_patches_and_register
+    except ImportError as exc:
+        raise _missing("patch extraction (generation.services.patches.extract_patches_and_register)", exc) from exc
+    reporter.progress(0.0, "extracting patches")
+    result = call_with_supported(extract_patches_and_register, params, reporter)
+    return _as_dict(result, out=params.get("out"))
+
+
+def run_evaluate_metrics(params: dict, reporter) -> dict:
+    try:
+        from jobs.metrics import metric_results_for_sets
+    except ImportError as exc:
+        raise _missing("metrics (evaluation)", exc) from exc
+    reporter.progress(0.0, f"metrics of {params['fake']} against {params['real']}", force=True)
+    rows = metric_results_for_sets(**params, progress=reporter)
+    overall = next((r for r in rows if not r.label), rows[0] if rows else None)
+    return {"metric_results": [r.pk for r in rows], "extractor": overall.extractor if overall else "",
+            "calibrated": overall.calibrated if overall else None, "metrics": overall.metrics if overall else {}}
+
+
+def run_build_study(params: dict, reporter) -> dict:
+    from jobs.studybuild import study_build_from_sets
+
+    reporter.progress(0.0, f"building study {params['name']}")
+    study = study_build_from_sets(**params, log=reporter.log)
+    return {"study_id": study.pk, "study": study.name, "items": study.items.count(), "state": study.state}
+
+
+def _as_dict(result: Any, **extra) -> dict:
+    if hasattr(result, "to_dict"):
+        result = result.to_dict()
+    elif dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = dataclasses.asdict(result)
+    if isinstance(result, dict):
+        return {**{k: v for k, v in extra.items() if v is not None}, **result}
+    out = {k: v for k, v in extra.items() if v is not None}
+    if result is None:
+        return out
+    for attr in ("pk", "name", "path", "checkpoint"):
+        if hasattr(result, attr):
+            out[attr] = getattr(result, attr)
+    out.setdefault("result", str(result))
+    return out
+
+
+_SEED = Param("seed", int, default=0, help="random seed: same parameters and seed give the same result")
+
+RUNNERS: dict[str, Runner] = {
+    Job.Kind.TRAIN_DIFFUSION: Runner(
+        Job.Kind.TRAIN_DIFFUSION, run_train_diffusion, help="Train the class-conditional diffusion model.",
+        params=(
+            Param("data", required=True, help="patch folder (manifest.csv from extract_patches, or class sub-folders)"),
+            Param("out", required=True, help="run folder for checkpoints, logs and sample grids"),
+            Param("preset", default="tiny", choices=("tiny", "small-128", "adm-128"), help="model preset"),
+            Param("steps", int, help="training steps"),
+            Param("batch_size", int, help="images per step (default: the preset's)"),
+            Param("lr", float, help="learning rate (default: the preset's)"),
+            Param("log_every", int, help="steps between metrics rows (and progress updates)"),
+            Param("sample_every", int, help="steps between sample grids (0: never)"),
+            Param("save_every", int, help="steps between checkpoints"),
+            Param("resume", bool, default=False, help="continue the run in the run folder"),
+            _SEED,
+        ),
+    ),
+    Job.Kind.TRAIN_PROGAN: Runner(
+        Job.Kind.TRAIN_PROGAN, run_train_progan, help="Train the conditional ProGAN baseline.",
+        params=(
+            Param("data", required=True, help="patch folder (manifest.csv from extract_patches, or class sub-folders)"),
+            Param("out", required=True, help="run folder for checkpoints, logs and sample grids"),
+            Param("preset", help="network preset: progan-128 (default) or tiny"),
+            Param("image_size", int, help="final resolution in pixels"),
+            Param("images_per_phase", int, help="images shown per fade-in and per stable phase"),
+            Param("batch_size", int, help="images per step at every resolution"),
+            Param("max_steps", int, help="stop this run at that step (resume goes on)"),
+            Param("log_every", int, help="steps between metrics rows (and progress updates)"),
+            Param("sample_every", int, help="steps between sample grids (0: never)"),
+            Param("save_every", int, help="steps between checkpoints"),
+            Param("resume", bool, default=False, help="continue the run in the run folder"),
+            _SEED,
+        ),
+    ),
+    Job.Kind.GENERATE_IMAGES: Runner(
+        Job.Kind.GENERATE_IMAGES, run_generate_images,
+        help="Sample images from a diffusion or ProGAN checkpoint and register them as a synthetic image set.",
+        params=(
+            Param("checkpoint", required=True, help="checkpoint file"),
+            Param("out", required=True, help="output folder for PNGs, manifest and npz (new or empty)"),
+            Param("name", help="name of the synthetic image set to register (none: files only)"),
+            Param("per_label", int, help="images per class label"),
+            Param("n", int, help="number of images (when not per label)"),
+            Param("label", help="only this class label (with n)"),
+            Param("sampler", help="diffusion only: ddpm, ddim or dpmsolver++"),
+            Param("steps", int, help="diffusion only: sampling steps"),
+            Param("guidance", float, help="diffusion only: classifier-free guidance scale"),
+            Param("batch_size", int, help="images per batch"),
+            _SEED,
+        ),
+    ),
+    Job.Kind.EXTRACT_PATCHES: Runner(
+        Job.Kind.EXTRACT_PATCHES, run_extract_patches,
+        help="Cut tumour patches from whole-slide images and register a real image set per split.",
+        params=(
+            Param("slides", required=True, help="folder of whole-slide images"),
+            Param("labels", required=True, help="CSV with slide_id,label[,patient_id]"),
+            Param("out", required=True, help="output folder"),
+            Param("annotations", help="folder of masks or GeoJSON polygons (tissue detection when empty)"),
+            Param("patch_size", int, help="patch size at level 0 in pixels"),
+            Param("output_size", int, help="size of the written patches"),
+            Param("per_slide", int, help="patches per slide at most"),
+            _SEED,
+        ),
+    ),
+    Job.Kind.EVALUATE_METRICS: Runner(
+        Job.Kind.EVALUATE_METRICS, run_evaluate_metrics,
+        help="Compute FID, sFID, IS, precision/recall, KID, density/coverage and memorisation.",
+        params=(
+            Param("real", required=True, help="real image set name"),
+            Param("fake", required=True, help="synthetic image set name"),
+            Param("features", default="inception", choices=("inception", "random-inception"),
+                  help="random-inception is uncalibrated: numbers not comparable with published values"),
+            Param("per_label", bool, default=False, help="also per class label"),
+            Param("metrics", list, help="some of fid,sfid,is,pr,kid,dc,mem (default: all)"),
+        ),
+    ),
+    Job.Kind.BUILD_STUDY: Runner(
+        Job.Kind.BUILD_STUDY, run_build_study,
+        help="Build a balanced, blinded study from a real image set and synthetic image sets.",
+        params=(
+            Param("name", required=True, help="study name"),
+            Param("real_set", required=True, help="real image set name"),
+            Param("synthetic_sets", list, required=True, help="synthetic image set names, comma-separated"),
+            Param("n_real", int, help="real images (default: as many as all synthetic ones together)"),
+            Param("n_per_synthetic", int, help="images from each synthetic set"),
+            Param("readers", list, help="usernames to assign, comma-separated"),
+            Param("open", bool, default=False, help="open the study at once"),
+            _SEED,
+        ),
+    ),
+}

@@ -1,0 +1,93 @@
+"""The reader API used by the rating page (session authentication with CSRF).
+
+- `GET  studies/`: the studies assigned to the user, with progress;
+- `GET  studies/<id>/next/`: the next item (token, image URL, position, total, practice flag), or done;
+- `POST studies/<id>/responses/`: `item`, `answer`, `confidence`, `client_id` -> the stored answer
+  (201 when new, 200 for a repeat of the same `client_id` or a revision), with feedback for a
+  practice item.
+
+Thin views: parse, call one selector or service, respond. A study the user is not assigned to, or a
+draft, answers 404 whoever asks; refusals carry `detail` (for people) and `code` (for the page).
+"""
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response as ApiResponse
+from rest_framework.views import APIView
+
+from readerstudy import selectors
+from readerstudy.api.reader_serializers import (
+    NextItemSerializer,
+    ResponseInputSerializer,
+    StoredResponseSerializer,
+    StudySummarySerializer,
+)
+from readerstudy.models import StudyItem
+from readerstudy.services import responses as response_services
+
+_ERROR_STATUS = {
+    response_services.InvalidAnswerError: status.HTTP_400_BAD_REQUEST,
+    response_services.StudyNotOpenError: status.HTTP_409_CONFLICT,
+    response_services.ItemNotInStudyError: status.HTTP_404_NOT_FOUND,
+    response_services.ItemNotShownError: status.HTTP_409_CONFLICT,
+    response_services.AlreadyAnsweredError: status.HTTP_409_CONFLICT,
+    response_services.ClientIdConflictError: status.HTTP_409_CONFLICT,
+}
+
+
+def _refusal(exc: response_services.ResponseError) -> ApiResponse:
+    code = _ERROR_STATUS.get(type(exc), status.HTTP_400_BAD_REQUEST)
+    return ApiResponse({"detail": str(exc), "code": exc.code}, status=code)
+
+
+def _assignment_or_404(request: Request, study_id: int):
+    assignment = selectors.reader_assignment_get(user=request.user, study_id=study_id)
+    if assignment is None:
+        raise Http404("No such study.")
+    return assignment
+
+
+class ReaderStudyListApi(APIView):
+    @extend_schema(responses=StudySummarySerializer(many=True))
+    def get(self, request: Request) -> ApiResponse:
+        rows = selectors.reader_study_summaries(user=request.user)
+        return ApiResponse(StudySummarySerializer(rows, many=True).data)
+
+
+class ReaderNextItemApi(APIView):
+    @extend_schema(responses=NextItemSerializer)
+    def get(self, request: Request, study_id: int) -> ApiResponse:
+        assignment = _assignment_or_404(request, study_id)
+        try:
+            nxt = response_services.reader_next_item(assignment=assignment)
+        except response_services.ResponseError as exc:
+            return _refusal(exc)
+        return ApiResponse(NextItemSerializer(nxt).data)
+
+
+class ReaderResponseApi(APIView):
+    @extend_schema(request=ResponseInputSerializer, responses=StoredResponseSerializer)
+    def post(self, request: Request, study_id: int) -> ApiResponse:
+        assignment = _assignment_or_404(request, study_id)
+        data = ResponseInputSerializer(data=request.data)
+        if not data.is_valid():
+            fields = "; ".join(f"{name}: {' '.join(map(str, errs))}" for name, errs in data.errors.items())
+            return ApiResponse({"detail": fields, "code": "invalid", "fields": data.errors}, status=400)
+        try:
+            v = data.validated_data
+            result = response_services.response_submit(
+                assignment=assignment, item_token=v["item"], answer=v["answer"], confidence=v["confidence"],
+                client_id=v["client_id"],
+            )
+        except response_services.AlreadyAnsweredError as exc:
+            body = {"detail": str(exc), "code": exc.code, "response": StoredResponseSerializer(exc.response).data}
+            return ApiResponse(body, status=status.HTTP_409_CONFLICT)
+        except response_services.ResponseError as exc:
+            return _refusal(exc)
+        body = StoredResponseSerializer(result.response).data
+        item = result.response.item
+        if item.role == StudyItem.Role.PRACTICE:
+            # Practice items teach: after answering, the reader learns the truth (never for the study proper).
+            body["feedback"] = {"truth": item.truth, "correct": result.response.answer == item.truth}
+        return ApiResponse(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)

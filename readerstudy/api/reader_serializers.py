@@ -1,0 +1,69 @@
+"""Shapes of the reader API's JSON. Blinding: nothing here may carry an item's truth, generator,
+label, image name or database id; items are named by their unguessable token only (truth appears
+solely as feedback on a practice item the reader has just answered)."""
+from django.urls import reverse
+from rest_framework import serializers
+
+from readerstudy.models import Truth
+
+
+def item_image_url(token: str) -> str:
+    return reverse("item-image", kwargs={"token": token})
+
+
+class ResponseInputSerializer(serializers.Serializer):
+    item = serializers.CharField(max_length=64)
+    answer = serializers.ChoiceField(choices=Truth.values)
+    # The scale is the study's; `response_submit` checks the range and names it in its error.
+    confidence = serializers.IntegerField()
+    client_id = serializers.UUIDField()
+
+
+class StudySummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="study.pk")
+    name = serializers.CharField(source="study.name")
+    state = serializers.CharField(source="study.state")
+    answered = serializers.IntegerField()
+    total = serializers.IntegerField()
+    finished = serializers.BooleanField()
+    next_url = serializers.SerializerMethodField()
+    page_url = serializers.SerializerMethodField()
+
+    def get_next_url(self, row) -> str:
+        return reverse("reader-api-next", kwargs={"study_id": row["study"].pk})
+
+    def get_page_url(self, row) -> str:
+        return reverse("study-intro", kwargs={"study_id": row["study"].pk})
+
+
+class NextItemSerializer(serializers.Serializer):
+    done = serializers.BooleanField()
+    item = serializers.SerializerMethodField()
+    image_url = serializers.SerializerMethodField()
+    position = serializers.IntegerField()
+    total = serializers.IntegerField()
+    practice = serializers.BooleanField()
+    preload_url = serializers.SerializerMethodField()
+    answered = serializers.IntegerField()
+    total_all = serializers.IntegerField()
+
+    def get_item(self, nxt) -> str | None:
+        return nxt.item.token if nxt.item else None
+
+    def get_image_url(self, nxt) -> str | None:
+        return item_image_url(nxt.item.token) if nxt.item else None
+
+    def get_preload_url(self, nxt) -> str | None:
+        return item_image_url(nxt.following.token) if nxt.following else None
+
+
+class StoredResponseSerializer(serializers.Serializer):
+    item = serializers.CharField(source="item.token")
+    answer = serializers.CharField()
+    confidence = serializers.IntegerField()
+    client_id = serializers.UUIDField()
+    answered_at = serializers.DateTimeField()
+    revised = serializers.SerializerMethodField()
+
+    def get_revised(self, response) -> bool:
+        return response.revised_at is not None

@@ -1,0 +1,190 @@
+"""Reads for the results page and the exports: a study's responses as DataFrames, its statistics
+(cached until the next answer), repeat consistency, and the automatic metrics of each generator's
+image set (evaluation.models.MetricResult) beside the readers' numbers.
+
+Main items only go into the statistics: practice items are left out, repeated items are analysed
+separately as each reader's consistency.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+from django.core.cache import cache
+from django.db.models import Count, Max
+from django.utils.text import slugify
+
+from evaluation.models import MetricResult
+from readerstudy import exports, stats
+from readerstudy.models import ImageSet, Response, Study, StudyItem
+
+METRIC_KEYS = ["fid", "sfid", "is_mean", "is_std", "precision", "recall", "kid_mean", "kid_std", "density", "coverage"]
+EXPORT_COLUMNS = [
+    "study", "reader", "item", "image_id", "role", "truth", "generator", "label", "answer", "confidence",
+    "seconds", "shown_at", "answered_at", "revised_at",
+]
+SUMMARY_CACHE_SECONDS = 24 * 3600
+
+
+def study_responses_frame(
+    *, study: Study, roles: tuple[str, ...] = (StudyItem.Role.MAIN,), real_names: bool = False,
+    timestamps: bool = True,
+) -> pd.DataFrame:
+    """One row per response to `study`'s items of `roles`, columns `EXPORT_COLUMNS`.
+
+    `reader` is the study pseudonym ("R01"); the username only with `real_names=True`.
+    """
+    fields = [
+        "assignment__user__username" if real_names else "assignment__pseudonym", "item_id", "item__image_id",
+        "item__role", "item__truth", "item__generator", "item__label", "answer", "confidence", "seconds",
+    ]
+    if timestamps:
+        fields += ["shown_at", "answered_at", "revised_at"]
+    rows = (
+        Response.objects.filter(assignment__study=study, item__role__in=list(roles))
+        .order_by("assignment__pseudonym", "answered_at", "pk")
+        .values_list(*fields)
+    )
+    names = ["reader", "item", "image_id", "role", "truth", "generator", "label", "answer", "confidence", "seconds"]
+    names += ["shown_at", "answered_at", "revised_at"] if timestamps else []
+    df = pd.DataFrame.from_records(list(rows), columns=names)
+    df.insert(0, "study", study.name)
+    if not timestamps:
+        return df
+    return df[EXPORT_COLUMNS]
+
+
+def stats_input(responses: pd.DataFrame) -> pd.DataFrame:
+    """The responses frame shaped as `readerstudy.stats.summarize` expects it: `image` is the study
+    item (unique among main items even if one image file were used twice)."""
+    return responses.rename(columns={"item": "image"})[stats.COLUMNS]
+
+
+def summary_fingerprint(*, study: Study) -> str:
+    """Changes with every new or revised answer, so a cached summary is never stale."""
+    agg = Response.objects.filter(assignment__study=study).aggregate(
+        n=Count("pk"), last=Max("answered_at"), revised=Max("revised_at"), top=Max("pk"))
+    raw = f"{study.pk}:{study.created_at.isoformat()}:{agg['n']}:{agg['top']}:{agg['last']}:{agg['revised']}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def study_summary(
+    *, study: Study, interval: str = "wilson", n_bootstrap: int = 1000, seed: int = 0
+) -> dict[str, pd.DataFrame]:
+    """`stats.summarize` of the study's main items, plus `consistency` (repeats) and `generators`
+    (readers' numbers beside the automatic metrics). Cached until an answer is given or revised."""
+    key = f"readerstudy:results:{study.pk}:{summary_fingerprint(study=study)}:{interval}:{n_bootstrap}:{seed}"
+    tables = cache.get(key)
+    if tables is None:
+        responses = study_responses_frame(study=study, timestamps=False)
+        tables = stats.summarize(stats_input(responses), interval=interval, n_bootstrap=n_bootstrap, seed=seed)
+        firsts = responses.drop_duplicates("item")
+        image_of_item = pd.Series(firsts["image_id"].to_numpy(), index=firsts["item"].astype(str))
+        per_image = tables["per_image"].rename(columns={"image": "item"})
+        per_image.insert(1, "image_id", per_image["item"].astype(str).map(image_of_item).to_numpy())
+        tables["per_image"] = per_image
+        tables["consistency"] = stats.repeat_consistency(study_repeat_pairs(study=study), interval=interval)
+        cache.set(key, tables, SUMMARY_CACHE_SECONDS)
+    # Metrics can be computed at any time: never cached with the answers.
+    tables = dict(tables)
+    tables["metrics"] = study_generator_metrics(study=study)
+    tables["generators"] = generator_comparison(per_generator=tables["per_generator"], metrics=tables["metrics"])
+    return tables
+
+
+def study_repeat_pairs(*, study: Study) -> pd.DataFrame:
+    """Each reader's answer to a repeated item beside their answer to the item it repeats."""
+    repeats = pd.DataFrame.from_records(
+        list(Response.objects.filter(assignment__study=study, item__role=StudyItem.Role.REPEAT)
+             .values_list("assignment_id", "assignment__pseudonym", "item__repeat_of_id", "answer", "confidence")),
+        columns=["assignment", "reader", "original", "answer_repeat", "confidence_repeat"],
+    )
+    cols = ["reader", "answer_first", "answer_repeat", "confidence_first", "confidence_repeat"]
+    if repeats.empty:
+        return pd.DataFrame(columns=cols)
+    firsts = pd.DataFrame.from_records(
+        list(Response.objects.filter(assignment__study=study, item_id__in=repeats["original"].unique().tolist())
+             .values_list("assignment_id", "item_id", "answer", "confidence")),
+        columns=["assignment", "original", "answer_first", "confidence_first"],
+    )
+    return repeats.merge(firsts, on=["assignment", "original"], how="inner")[cols]
+
+
+def study_generator_metrics(*, study: Study) -> pd.DataFrame:
+    """The newest whole-set (label "") MetricResult of each synthetic image set in the study's main items."""
+    set_ids = (
+        StudyItem.objects.filter(study=study, role=StudyItem.Role.MAIN, truth="synthetic")
+        .values_list("image__image_set_id", flat=True).distinct()
+    )
+    sets = list(ImageSet.objects.filter(pk__in=list(set_ids)).order_by("generator", "name"))
+    rows = []
+    for image_set in sets:
+        result = MetricResult.objects.filter(fake_set=image_set, label="").order_by("-created_at", "-pk").first()
+        row = {"generator": image_set.generator, "image_set": image_set.name}
+        if result is None:
+            row.update({k: np.nan for k in METRIC_KEYS}, extractor="", calibrated=None, n_real=np.nan,
+                       n_fake=np.nan, real_set="", status="no metrics yet")
+        else:
+            row.update({k: _number(result.metrics.get(k)) for k in METRIC_KEYS}, extractor=result.extractor,
+                       calibrated=result.calibrated, n_real=result.n_real, n_fake=result.n_fake,
+                       real_set=result.real_set.name,
+                       status="calibrated" if result.calibrated else "uncalibrated")
+        rows.append(row)
+    cols = ["generator", "image_set", *METRIC_KEYS, "extractor", "calibrated", "status", "n_real", "n_fake", "real_set"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def generator_comparison(*, per_generator: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per synthetic generator (and image set): readers' accuracy, share called real and AUC
+    beside FID, sFID, IS, precision and recall."""
+    readers = per_generator[per_generator["truth"] == "synthetic"][
+        ["generator", "n_images", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "share_called_real",
+         "share_called_real_ci_low", "share_called_real_ci_high", "auc", "auc_ci_low", "auc_ci_high"]
+    ].astype({"generator": str})
+    return readers.merge(metrics.astype({"generator": str}), on="generator", how="outer").sort_values("generator").reset_index(drop=True)
+
+
+def studies_with_results() -> pd.DataFrame:
+    """Every study with its state, readers and answers given (main items), newest first."""
+    rows = Study.objects.annotate(n_readers=Count("assignments", distinct=True)).order_by("-created_at")
+    answered = dict(
+        Response.objects.filter(item__role=StudyItem.Role.MAIN).values("assignment__study")
+        .annotate(n=Count("pk")).values_list("assignment__study", "n")
+    )
+    return pd.DataFrame(
+        [{"id": s.pk, "name": s.name, "state": s.get_state_display(), "n_readers": s.n_readers,
+          "n_responses": answered.get(s.pk, 0)} for s in rows],
+        columns=["id", "name", "state", "n_readers", "n_responses"],
+    )
+
+
+# Roles in the raw-response export: practice items are left out of the results, repeats kept (marked).
+EXPORT_ROLES = (StudyItem.Role.MAIN, StudyItem.Role.REPEAT)
+
+
+def study_export_csv(
+    *, study: Study, name: str, interval: str = "wilson", real_names: bool = False
+) -> tuple[str, str]:
+    """(CSV text, file name) of one export: "responses" or a summary table (`exports.EXPORT_NAMES`)."""
+    if name not in exports.EXPORT_NAMES:
+        raise ValueError(f"export {name!r}: expected one of {', '.join(exports.EXPORT_NAMES)}")
+    filename = f"{slugify(study.name) or f'study-{study.pk}'}-{name}.csv"
+    if name == "responses":
+        frame = study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names)
+    else:
+        frame = study_summary(study=study, interval=interval)[name]
+    return exports.to_csv(frame), filename
+
+
+def study_export_files(*, study: Study, interval: str = "wilson", real_names: bool = False) -> dict[str, str]:
+    """File name -> CSV text of the raw responses and every summary table, for `export_results`."""
+    responses = study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names)
+    return exports.csv_files(responses=responses, tables=study_summary(study=study, interval=interval))

@@ -1,0 +1,354 @@
+"""Importing a study from an uploaded zip archive of images and a `manifest.csv`.
+
+The manifest has the columns `filename,truth,generator,label` (`truth` is `real` or `synthetic`;
+an optional `role` column marks `practice` items; any further column is kept as the image's
+origin). The archive is checked completely before anything is written, and every problem is
+reported with its row or file name: a file that is not a zip, entries with `..` or absolute
+paths, decompression bombs (total uncompressed size and per-image pixel count are limited, and
+nothing is decoded before its header has been checked), files that are not images or are
+corrupt, missing columns, unknown truth values, duplicate, missing or unlisted files. Only a
+wholly valid archive creates anything: one image set per (truth, generator) and the study.
+"""
+import csv
+import hashlib
+import io
+import random
+import re
+import zipfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from readerstudy.models import ImageSet, Study, StudyItem, Truth
+from readerstudy.services.building import repeat_items
+from readerstudy.services.imagesets import (
+    MAX_IMAGE_PIXELS,
+    ImageSetError,
+    ImageSpec,
+    image_check_bytes,
+    image_set_create,
+)
+from readerstudy.services.studies import ItemSpec, StudyError, study_create, study_settings_validate
+
+MANIFEST = "manifest.csv"
+REQUIRED_COLUMNS = ("filename", "truth", "generator", "label")
+ROLES = {"": StudyItem.Role.MAIN, "main": StudyItem.Role.MAIN, "practice": StudyItem.Role.PRACTICE}
+# Written by macOS's archiver beside the real entries; never part of a study.
+_IGNORED = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$)")
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    """What an archive may hold; anything beyond is refused before it is decompressed."""
+
+    max_entries: int = 20_000
+    max_total_bytes: int = 512 * 1024 * 1024
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+
+
+class StudyImportError(ValueError):
+    """The archive is not valid; `problems` lists every problem found, each naming its row or file."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    filename: str
+    truth: str
+    generator: str
+    label: str
+    role: str
+    origin: dict
+
+
+def study_import(
+    *,
+    name: str,
+    archive: str | Path | BinaryIO,
+    seed: int = 0,
+    repeats: int = 0,
+    blinded_size: tuple[int, int] | None = None,
+    limits: ImportLimits = ImportLimits(),
+    **settings_fields,
+) -> Study:
+    """Create a draft study (and its image sets) from a zip archive, or raise `StudyImportError`."""
+    archive_name = Path(archive).name if isinstance(archive, (str, Path)) else getattr(archive, "name", "") or "archive"
+    archive_name = Path(str(archive_name)).name
+    problems: list[str] = []
+    try:
+        study_settings_validate(**settings_fields)
+    except StudyError as exc:
+        problems.append(str(exc))
+    if not name or not name.strip():
+        problems.append("the study needs a name")
+    elif len(name) > 150:
+        problems.append(f"study name of {len(name)} characters: the limit is 150")
+    elif Study.objects.filter(name=name).exists():
+        problems.append(f"a study named {name!r} exists already")
+    if repeats < 0:
+        problems.append(f"repeats {repeats}: must be 0 or more")
+
+    sha256, rows, files = _read_archive(archive=archive, archive_name=archive_name, limits=limits, problems=problems)
+    groups: dict[tuple[str, str], list[_Row]] = defaultdict(list)
+    for row in rows:
+        groups[(row.truth, row.generator)].append(row)
+    set_names = {key: f"{name} / {key[0]} / {key[1]}" for key in groups}
+    for set_name in set_names.values():
+        if ImageSet.objects.filter(name=set_name).exists():
+            problems.append(f"an image set named {set_name!r} exists already")
+    n_main = sum(row.role == StudyItem.Role.MAIN for row in rows)
+    if rows and n_main == 0:
+        problems.append(f"{MANIFEST}: no main items (every row is a practice item)")
+    if repeats > n_main and rows:
+        problems.append(f"{repeats} repeated items asked for, but the archive has only {n_main} main items")
+    if problems:
+        raise StudyImportError(problems)
+    return _create(
+        name=name, groups=groups, set_names=set_names, files=files, seed=seed, repeats=repeats,
+        blinded_size=blinded_size, provenance={"archive": archive_name, "archive_sha256": sha256},
+        settings_fields=settings_fields,
+    )
+
+
+def _create(*, name, groups, set_names, files, seed, repeats, blinded_size, provenance, settings_fields) -> Study:
+    """Write the image sets and the study in one transaction; on failure remove every file written."""
+    written: list[str] = []
+    try:
+        with transaction.atomic():
+            by_name = {}
+            for key in sorted(groups):
+                truth, generator = key
+                image_set = image_set_create(
+                    name=set_names[key],
+                    kind=truth,
+                    generator=generator,
+                    images=[
+                        ImageSpec(name=row.filename, data=files[row.filename], label=row.label, origin=row.origin)
+                        for row in groups[key]
+                    ],
+                    provenance={**provenance, "source": "study archive"},
+                )
+                for image in image_set.images.select_related("image_set"):
+                    written.append(image.file.name)
+                    by_name[image.original_name] = image
+            rng = random.Random(seed)
+            rows = sorted((row for rows in groups.values() for row in rows), key=lambda r: r.line)
+            main = [ItemSpec(image=by_name[r.filename]) for r in rows if r.role == StudyItem.Role.MAIN]
+            practice = [ItemSpec(image=by_name[r.filename], role=r.role) for r in rows if r.role != StudyItem.Role.MAIN]
+            rng.shuffle(main)  # item ids must not follow the manifest's order, which may be grouped by source
+            items = main + repeat_items(main=main, repeats=repeats, rng=rng) + practice
+            return study_create(
+                name=name, items=items, seed=seed, blinded_size=blinded_size,
+                provenance={**provenance, "repeats": repeats}, **settings_fields,
+            )
+    except Exception:
+        for file_name in written:
+            default_storage.delete(file_name)
+        raise
+
+
+def _read_archive(
+    *, archive, archive_name: str, limits: ImportLimits, problems: list[str]
+) -> tuple[str, list[_Row], dict[str, bytes]]:
+    """(archive sha256, valid manifest rows, bytes of the listed files); problems are appended."""
+    try:
+        if isinstance(archive, (str, Path)):
+            raw = Path(archive).read_bytes()
+        else:
+            archive.seek(0)
+            raw = archive.read()
+    except OSError as exc:
+        problems.append(f"{archive_name}: cannot be read ({exc})")
+        return "", [], {}
+    sha256 = hashlib.sha256(raw).hexdigest()
+    if len(raw) > limits.max_total_bytes:
+        problems.append(f"{archive_name}: {len(raw)} bytes, more than the limit of {limits.max_total_bytes}")
+        return sha256, [], {}
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(raw))
+    except (zipfile.BadZipFile, OSError, ValueError):
+        problems.append(f"{archive_name}: not a zip archive")
+        return sha256, [], {}
+    with zf:
+        entries = _check_entries(zf=zf, limits=limits, problems=problems)
+        if entries is None:
+            return sha256, [], {}
+        prefix = _manifest_prefix(entries)
+        if prefix is None:
+            problems.append(f"{archive_name}: no {MANIFEST} at the top of the archive")
+            return sha256, [], {}
+        budget = [limits.max_total_bytes]
+        manifest = _read_entry(zf=zf, info=entries[prefix + MANIFEST], budget=budget, problems=problems)
+        if manifest is None:
+            return sha256, [], {}
+        rows = _parse_manifest(data=manifest, problems=problems)
+        listed = {prefix + row.filename: row for row in rows}
+        for entry in sorted(entries):
+            if entry != prefix + MANIFEST and entry not in listed:
+                problems.append(f"{entry}: in the archive but not listed in {MANIFEST}")
+        files: dict[str, bytes] = {}
+        for entry, row in listed.items():
+            if entry not in entries:
+                problems.append(f"{MANIFEST} line {row.line}: {row.filename!r} is not in the archive")
+                continue
+            data = _read_entry(zf=zf, info=entries[entry], budget=budget, problems=problems)
+            if data is None:
+                continue
+            try:
+                image_check_bytes(name=entry, data=data, max_pixels=limits.max_image_pixels)
+            except ImageSetError as exc:
+                problems.append(str(exc))
+                continue
+            files[row.filename] = data
+        return sha256, rows, files
+
+
+def _check_entries(*, zf: zipfile.ZipFile, limits: ImportLimits, problems: list[str]) -> dict | None:
+    """The archive's file entries by name; None (with the problems) if it must not be read at all."""
+    infos = zf.infolist()
+    if len(infos) > limits.max_entries:
+        problems.append(f"the archive has {len(infos)} entries, more than the limit of {limits.max_entries}")
+        return None
+    entries: dict[str, zipfile.ZipInfo] = {}
+    unsafe = False
+    for info in infos:
+        name = info.filename
+        parts = re.split(r"[/\\]", name)
+        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+            problems.append(f"{name}: absolute path in the archive")
+            unsafe = True
+        elif ".." in parts:
+            problems.append(f"{name}: '..' in a path in the archive")
+            unsafe = True
+        elif "\x00" in name:
+            problems.append(f"{name!r}: NUL character in a path in the archive")
+            unsafe = True
+        elif (info.external_attr >> 16) & 0o170000 == 0o120000:
+            problems.append(f"{name}: symbolic link in the archive")
+        elif info.flag_bits & 0x1:
+            problems.append(f"{name}: encrypted entry")
+        elif info.is_dir() or _IGNORED.search(name):
+            continue
+        elif name in entries:
+            problems.append(f"{name}: more than one entry with this name in the archive")
+        else:
+            entries[name] = info
+    declared = sum(info.file_size for info in infos)
+    if declared > limits.max_total_bytes:
+        problems.append(
+            f"the archive unpacks to {declared} bytes, more than the limit of {limits.max_total_bytes} "
+            "(a decompression bomb?)"
+        )
+        return None
+    return None if unsafe else entries
+
+
+def _manifest_prefix(entries: dict) -> str | None:
+    """'' for a manifest at the top; 'folder/' when the whole archive sits in one folder with it."""
+    if MANIFEST in entries:
+        return ""
+    tops = {PurePosixPath(name).parts[0] for name in entries}
+    if len(tops) == 1:
+        prefix = f"{tops.pop()}/"
+        if prefix + MANIFEST in entries:
+            return prefix
+    return None
+
+
+def _read_entry(*, zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int], problems: list[str]) -> bytes | None:
+    """An entry's bytes, never more than what is left of the archive's total budget."""
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(budget[0] + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, ValueError) as exc:
+        problems.append(f"{info.filename}: cannot be unpacked ({exc})")
+        return None
+    if len(data) > budget[0]:
+        problems.append(f"{info.filename}: unpacks beyond the archive's size limit (a decompression bomb?)")
+        budget[0] = 0
+        return None
+    budget[0] -= len(data)
+    return data
+
+
+def _parse_manifest(*, data: bytes, problems: list[str]) -> list[_Row]:
+    """Valid rows of the manifest; each bad row or cell is reported with its line number."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problems.append(f"{MANIFEST}: not UTF-8 text ({exc})")
+        return []
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        problems.append(
+            f"{MANIFEST}: missing column(s) {', '.join(missing)}; expected {','.join(REQUIRED_COLUMNS)}"
+            + (f" (found {','.join(header)})" if header else " (the file is empty)")
+        )
+        return []
+    if len(set(header)) != len(header):
+        problems.append(f"{MANIFEST}: a column name appears twice in the header")
+        return []
+    reader.fieldnames = header
+    rows: list[_Row] = []
+    first_line: dict[str, int] = {}
+    try:
+        for raw in reader:
+            row = _parse_row(raw=raw, line=reader.line_num, first_line=first_line, problems=problems)
+            if row is not None:
+                rows.append(row)
+    except csv.Error as exc:
+        problems.append(f"{MANIFEST} line {reader.line_num}: {exc}")
+    if not first_line and not any(p.startswith(f"{MANIFEST} line") for p in problems):
+        problems.append(f"{MANIFEST}: no rows")
+    return rows
+
+
+def _parse_row(*, raw: dict, line: int, first_line: dict[str, int], problems: list[str]) -> _Row | None:
+    where = f"{MANIFEST} line {line}"
+    if None in raw:
+        problems.append(f"{where}: more cells than columns")
+        return None
+    cells = {k: (v or "").strip() for k, v in raw.items()}
+    errors = []
+    filename = cells["filename"].replace("\\", "/")
+    if not filename:
+        errors.append("empty filename")
+    elif filename.startswith("/") or ".." in filename.split("/") or re.match(r"^[A-Za-z]:", filename):
+        errors.append(f"filename {filename!r} is not a plain relative path")
+    elif filename == MANIFEST:
+        errors.append(f"filename {filename!r} is the manifest itself")
+    elif filename in first_line:
+        errors.append(f"filename {filename!r} is listed twice (first on line {first_line[filename]})")
+    else:
+        first_line[filename] = line
+    truth = cells["truth"].lower()
+    generator = cells["generator"]
+    if truth not in Truth.values:
+        errors.append(f"unknown truth {cells['truth']!r} (expected real or synthetic)")
+    elif truth == Truth.REAL:
+        if generator.lower() not in ("", "real"):
+            errors.append(f"truth is real, so generator must be 'real' or empty, not {generator!r}")
+        generator = "real"
+    elif not generator or generator.lower() == "real":
+        errors.append(f"truth is synthetic, so generator must name the generator (got {generator!r})")
+    role = cells.get("role", "").lower()
+    if role not in ROLES:
+        errors.append(f"unknown role {cells['role']!r} (expected main or practice)")
+    if len(cells["label"]) > 100 or len(generator) > 100:
+        errors.append("label and generator are limited to 100 characters")
+    for error in errors:
+        problems.append(f"{where}: {error}")
+    if errors:
+        return None
+    origin = {k: v for k, v in cells.items() if k not in (*REQUIRED_COLUMNS, "role") and v}
+    return _Row(line, filename, truth, generator, cells["label"], ROLES[role], origin)

@@ -1,0 +1,186 @@
+"""The results page, its plots, the results API and the selectors behind them."""
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+from django.utils import timezone
+from sklearn.metrics import roc_auc_score
+from statsmodels.stats.proportion import proportion_confint
+
+from evaluation.models import MetricResult
+from readerstudy import results_selectors
+from readerstudy.models import Response, StudyItem, StudyReader
+from tests.factories import PASSWORD, make_study, make_user
+
+
+def answer_study(study, *, seed=0, roles=("main", "repeat", "practice"), skip_last=0):
+    """Every assigned reader answers every item of `roles` (random answers and confidences)."""
+    rng = np.random.default_rng(seed)
+    t0 = timezone.now() - dt.timedelta(hours=1)
+    made = []
+    for a in StudyReader.objects.filter(study=study).order_by("pseudonym"):
+        items = list(StudyItem.objects.filter(study=study, role__in=roles).order_by("id"))
+        if skip_last:
+            items = items[:-skip_last]
+        for k, item in enumerate(items):
+            made.append(Response.objects.create(
+                assignment=a, item=item, answer=str(rng.choice(["real", "synthetic"])),
+                confidence=int(rng.integers(1, 6)), shown_at=t0 + dt.timedelta(seconds=10 * k),
+                answered_at=t0 + dt.timedelta(seconds=10 * k + 3), seconds=float(rng.uniform(1, 9)),
+            ))
+    return made
+
+
+@pytest.fixture(autouse=True)
+def _fast_and_fresh(settings):
+    """Cheap password hashing (users are made per test) and no summary cached by an earlier test."""
+    from django.core.cache import cache
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def login(client, user):
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+@pytest.fixture
+def study(db):
+    readers = [make_user(f"reader{k}") for k in range(3)]
+    study = make_study(n_real=6, n_synthetic=6, readers=readers, practice=2, repeats=2)
+    answer_study(study)
+    return study
+
+
+@pytest.mark.django_db
+def test_results_page_is_staff_only(client, study):
+    url = f"/results/{study.pk}/"
+    response = client.get(url)
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    login(client, make_user("plain"))
+    for path in (url, "/results/", f"/results/{study.pk}/plots/roc.png", f"/results/{study.pk}/export/responses.csv"):
+        assert client.get(path).status_code == 403
+    client.logout()
+    login(client, make_user("boss", staff=True))
+    response = client.get(url)
+    assert response.status_code == 200
+    html = response.content.decode()
+    for pseudonym in ("R01", "R02", "R03"):
+        assert pseudonym in html
+    assert "reader0" not in html  # pseudonyms only
+    assert client.get("/results/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_summary_uses_main_items_only_and_matches_the_rows(study):
+    tables = results_selectors.study_summary(study=study, n_bootstrap=50)
+    main = Response.objects.filter(assignment__study=study, item__role="main").select_related("item", "assignment")
+    per_reader = tables["per_reader"].set_index("reader")
+    assert tables["pooled"]["n"].iloc[0] == main.count() == 3 * 12
+    for pseudonym in ("R01", "R02", "R03"):
+        rows = [r for r in main if r.assignment.pseudonym == pseudonym]
+        k = sum(r.answer == r.item.truth for r in rows)
+        assert per_reader.loc[pseudonym, "accuracy"] == pytest.approx(k / len(rows))
+        assert per_reader.loc[pseudonym, "accuracy_ci_low"] == pytest.approx(proportion_confint(k, len(rows), method="wilson")[0])
+        y = [r.item.truth == "synthetic" for r in rows]
+        score = [r.confidence if r.answer == "synthetic" else -r.confidence for r in rows]
+        assert per_reader.loc[pseudonym, "auc"] == pytest.approx(roc_auc_score(y, score))
+    per_image = tables["per_image"].set_index("item")
+    items = StudyItem.objects.filter(study=study, role="main")
+    assert len(per_image) == items.count() == 12
+    for item in items:
+        answers = [r.answer for r in main if r.item_id == item.pk]
+        assert per_image.loc[str(item.pk), "image_id"] == item.image_id
+        assert per_image.loc[str(item.pk), "share_called_real"] == pytest.approx(answers.count("real") / len(answers))
+    # Repeats: each reader's answer to the repeat beside their answer to the original.
+    consistency = tables["consistency"].set_index("reader")
+    for pseudonym in ("R01", "R02", "R03"):
+        same = 0
+        repeats = Response.objects.filter(assignment__study=study, assignment__pseudonym=pseudonym, item__role="repeat")
+        for r in repeats:
+            first = Response.objects.get(assignment=r.assignment, item=r.item.repeat_of)
+            same += first.answer == r.answer
+        assert consistency.loc[pseudonym, "n_pairs"] == 2
+        assert consistency.loc[pseudonym, "n_same"] == same
+
+
+@pytest.mark.django_db
+def test_summary_follows_new_answers_while_the_study_runs(db):
+    readers = [make_user() for _ in range(2)]
+    study = make_study(n_real=3, n_synthetic=3, readers=readers)
+    empty = results_selectors.study_summary(study=study, n_bootstrap=20)
+    assert empty["pooled"]["n"].iloc[0] == 0 and "no responses yet" in empty["pooled"]["note"].iloc[0]
+    answer_study(study, skip_last=2)
+    running = results_selectors.study_summary(study=study, n_bootstrap=20)
+    assert running["pooled"]["n"].iloc[0] == 2 * 4
+    assert running["agreement"].set_index("measure").loc["fleiss_kappa", "n_items"] == 4
+
+
+@pytest.mark.django_db
+def test_running_study_with_no_answers_renders(client, db):
+    study = make_study(n_real=2, n_synthetic=2, readers=[make_user()])
+    login(client, make_user(staff=True))
+    assert client.get(f"/results/{study.pk}/").status_code == 200
+    for name in ("forest", "confidence", "roc", "calibration"):
+        assert client.get(f"/results/{study.pk}/plots/{name}.png").content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.django_db
+def test_metrics_beside_readers_newest_whole_set_row(client, study):
+    fake_set = StudyItem.objects.filter(study=study, truth="synthetic").first().image.image_set
+    real_set = StudyItem.objects.filter(study=study, truth="real").first().image.image_set
+    old = MetricResult.objects.create(real_set=real_set, fake_set=fake_set, label="", extractor="x",
+                                      metrics={"fid": 99.0}, calibrated=True)
+    MetricResult.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(days=1))
+    MetricResult.objects.create(real_set=real_set, fake_set=fake_set, label="A", extractor="x",
+                                metrics={"fid": 1.0}, calibrated=True)
+    MetricResult.objects.create(real_set=real_set, fake_set=fake_set, label="", extractor="random-inception",
+                                metrics={"fid": 12.5, "sfid": 7.0, "is_mean": 2.0, "precision": 0.6, "recall": 0.4},
+                                calibrated=False)
+    tables = results_selectors.study_summary(study=study, n_bootstrap=20)
+    row = tables["generators"].set_index("generator").loc["diffusion"]
+    assert row["fid"] == 12.5 and row["sfid"] == 7.0 and row["precision"] == 0.6 and row["status"] == "uncalibrated"
+    readers = tables["per_generator"].set_index("generator").loc["diffusion"]
+    assert row["share_called_real"] == readers["share_called_real"] and row["auc"] == readers["auc"]
+    login(client, make_user(staff=True))
+    html = client.get(f"/results/{study.pk}/").content.decode()
+    assert "uncalibrated" in html and "12.500" in html
+
+
+@pytest.mark.django_db
+def test_plots_png_and_svg(client, study):
+    login(client, make_user(staff=True))
+    png = client.get(f"/results/{study.pk}/plots/forest.png")
+    assert png.status_code == 200 and png["Content-Type"] == "image/png" and png.content.startswith(b"\x89PNG")
+    svg = client.get(f"/results/{study.pk}/plots/roc.svg")
+    assert svg["Content-Type"] == "image/svg+xml" and b"<svg" in svg.content
+    assert client.get(f"/results/{study.pk}/plots/nope.png").status_code == 404
+    assert client.get(f"/results/{study.pk}/plots/roc.gif").status_code == 404
+
+
+@pytest.mark.django_db
+def test_results_api_is_staff_only_and_serves_json_and_csv(client, study):
+    url = f"/api/admin/studies/{study.pk}/results/"
+    assert client.get(url).status_code == 403
+    login(client, make_user("plainapi"))
+    assert client.get(url).status_code == 403
+    assert client.get(f"/api/admin/studies/{study.pk}/results/responses.csv").status_code == 403
+    client.logout()
+    login(client, make_user("staffapi", staff=True))
+    body = client.get(url).json()
+    assert body["study"]["name"] == study.name
+    pooled = body["tables"]["pooled"][0]
+    main = Response.objects.filter(assignment__study=study, item__role="main").select_related("item")
+    assert pooled["n"] == main.count()
+    assert pooled["accuracy"] == pytest.approx(sum(r.answer == r.item.truth for r in main) / main.count())
+    assert {r["reader"] for r in body["tables"]["per_reader"]} == {"R01", "R02", "R03"}
+    json.dumps(body)  # NaN became null
+    csv = client.get(f"/api/admin/studies/{study.pk}/results/per_reader.csv", HTTP_ACCEPT="text/csv")
+    assert csv.status_code == 200 and csv["Content-Type"].startswith("text/csv")
+    assert csv.content.decode().splitlines()[0].startswith("reader,n,correct,accuracy")
+    assert client.get(f"/api/admin/studies/{study.pk}/results/nope.csv").status_code == 404
+    assert client.get(url + "?interval=bogus").status_code == 400
