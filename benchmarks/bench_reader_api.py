@@ -1,22 +1,21 @@
-"""Benchmark: concurrent readers answering and fetching the next image through the reader API.
+"""Reader-API load test: N concurrent readers answering and fetching the next image, against gunicorn
+and PostgreSQL on 127.0.0.1 (the figure of issue 3: p95 latency per answer, requests per second).
 
-Starts gunicorn on this project (embedded settings) against PostgreSQL when `DATABASE_URL` names
-one (a throwaway database `<name>_bench_reader` is created beside it and dropped afterwards), or
-a throwaway SQLite file otherwise; makes a study of 128-pixel patches with one reader per client;
-then every client, in its own thread, loops: GET next item, GET its image, POST the answer.
+    .venv/bin/python benchmarks/bench_reader_api.py [--readers 50] [--items 40] [--workers 4]
 
-Prints latency percentiles per request kind (the POST is "per answer") and requests per second.
-Readers pause `--think` seconds (randomised +-50%) on each image before answering, as people do;
-`--think 0` makes it a closed-loop stress test whose latencies are mostly queueing.
-The load generator runs on the same machine as the server and competes with it for the CPUs.
-
-    .venv/bin/python benchmarks/bench_reader_api.py [--readers 50] [--answers 20] [--workers 4]
+It (re)creates the database `histosynth_bench` on the PostgreSQL server of `--postgres`
+(default: $BENCH_POSTGRES_URL or postgres://postgres@127.0.0.1:5432), migrates it, makes a study of
+`--items` blinded 128 px images (half real, half synthetic), `--readers` reader accounts assigned
+to it, starts gunicorn in production mode (DEBUG off) on a free loopback port, and runs one thread
+per reader: log in, then until done: GET /api/reader/studies/<id>/next/, GET the image, POST
+/api/reader/studies/<id>/responses/ (with the CSRF token). It prints p50/p95/p99 latencies per request
+type, the answers and requests per second, then stops gunicorn and drops the database.
 """
 import argparse
-import io
 import os
-import shutil
-import signal
+import random
+import re
+import secrets
 import socket
 import statistics
 import subprocess
@@ -26,10 +25,9 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+DB_NAME = "histosynth_bench"
 
 
 def free_port() -> int:
@@ -38,204 +36,202 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def bench_database_url(base: str | None) -> tuple[str | None, str | None]:
-    """(DATABASE_URL for the run, admin URL to drop it afterwards) for PostgreSQL; (None, None) for SQLite."""
-    if not base or not base.startswith(("postgres://", "postgresql://")):
-        return None, None
+def psql(server: str, sql: str) -> None:
     import psycopg2
 
-    parts = urlparse(base)
-    name = f"{parts.path.lstrip('/') or 'histosynth'}_bench_reader"
-    admin_url = urlunparse(parts._replace(path="/postgres"))
-    conn = psycopg2.connect(admin_url)
+    conn = psycopg2.connect(f"{server}/postgres")
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return urlunparse(parts._replace(path=f"/{name}")), admin_url
-
-
-def drop_database(url: str, admin_url: str) -> None:
-    import psycopg2
-
-    name = urlparse(url).path.lstrip("/")
-    conn = psycopg2.connect(admin_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(sql)
     conn.close()
 
 
-def make_fixture(*, readers: int, items: int, seed: int) -> tuple[int, list[tuple[str, str]]]:
-    """Migrate, build an open study of `items` patches and `readers` readers; return the study id
-    and one (session key, CSRF secret) per reader (sessions made directly: no password hashing)."""
-    import django
+def prepare(env: dict, *, readers: int, items: int, password: str) -> int:
+    """Migrate and fill the benchmark database in a child process (Django set up on its settings)."""
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+    code = f"""
+import io, numpy as np, django
+django.setup()
+from PIL import Image
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+from readerstudy.models import Study
+from readerstudy.services.imagesets import ImageSpec, image_set_create
+from readerstudy.services.studies import ItemSpec, study_assign_readers, study_create, study_set_state
 
-    django.setup()
-    import numpy as np
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-    from django.contrib.sessions.backends.db import SessionStore
-    from django.core.management import call_command
-    from django.middleware.csrf import _get_new_csrf_string
-    from PIL import Image as PILImage
-
-    from readerstudy.services.imagesets import ImageSpec, image_set_create
-    from readerstudy.services.studies import ItemSpec, study_assign_readers, study_create, study_set_state
-
-    call_command("migrate", verbosity=0)
+def png(seed):
     rng = np.random.default_rng(seed)
+    out = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(out, format="PNG")
+    return out.getvalue()
 
-    def patch() -> bytes:
-        out = io.BytesIO()
-        PILImage.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(out, format="PNG")
-        return out.getvalue()
-
-    half = items // 2
-    real = image_set_create(name="bench-real", kind="real", generator="real",
-                            images=[ImageSpec(name=f"r{i}.png", data=patch()) for i in range(half)])
-    fake = image_set_create(name="bench-fake", kind="synthetic", generator="diffusion",
-                            images=[ImageSpec(name=f"s{i}.png", data=patch()) for i in range(items - half)])
-    specs = [ItemSpec(image=img) for img in list(real.images.all()) + list(fake.images.all())]
-    study = study_create(name="bench study", items=specs, seed=seed)
-    User = get_user_model()
-    users = [User.objects.create(username=f"bench-reader-{i:03d}") for i in range(readers)]
-    study_assign_readers(study=study, users=users)
-    study_set_state(study=study, state="open")
-    credentials = []
-    for user in users:
-        session = SessionStore()
-        session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
-        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-        session.create()
-        credentials.append((session.session_key, _get_new_csrf_string()))
-    return study.pk, credentials
+n_real = {items} // 2
+real = image_set_create(name="bench-real", kind="real", generator="real",
+    images=[ImageSpec(name=f"r{{i}}.png", data=png(i), label="A") for i in range(n_real)])
+fake = image_set_create(name="bench-fake", kind="synthetic", generator="diffusion",
+    images=[ImageSpec(name=f"f{{i}}.png", data=png(10_000 + i), label="A") for i in range({items} - n_real)])
+specs = [ItemSpec(image=i) for i in list(real.images.all()) + list(fake.images.all())]
+study = study_create(name="bench", items=specs, seed=1)
+hashed = make_password({password!r})  # one hash for all: hashing 50 times would dominate the setup
+User = get_user_model()
+User.objects.bulk_create([User(username=f"bench{{i:03d}}", password=hashed) for i in range({readers})])
+study_assign_readers(study=study, users=list(User.objects.filter(username__startswith="bench").order_by("username")))
+study_set_state(study=study, state=Study.State.OPEN)
+print(study.pk)
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return int(out.stdout.strip().splitlines()[-1])
 
 
-def reader_loop(base, study_id, session_key, csrf, answers, think, timings, errors, start_barrier):
-    import random
+class Reader(threading.Thread):
+    def __init__(self, base: str, study_id: int, username: str, password: str, seed: int, barrier: threading.Barrier):
+        super().__init__(daemon=True)
+        self.base, self.study_id, self.username, self.password = base, study_id, username, password
+        self.rng = random.Random(seed)
+        self.barrier = barrier
+        self.timings: dict[str, list[float]] = {"next": [], "image": [], "answer": []}
+        self.errors: list[str] = []
+        self.answers = 0
 
-    import requests
+    def _timed(self, kind: str, fn, *args, **kwargs):
+        started = time.perf_counter()
+        response = fn(*args, **kwargs)
+        self.timings[kind].append(time.perf_counter() - started)
+        return response
 
-    rng = random.Random(session_key)
+    def run(self) -> None:
+        import requests
 
-    http = requests.Session()
-    http.cookies.set("sessionid", session_key)
-    http.cookies.set("csrftoken", csrf)
-    headers = {"X-CSRFToken": csrf}
-    for _ in range(3):  # warm-up, not timed: every worker has imported the app and opened its connection
-        http.get(f"{base}/api/reader/studies/")
-    start_barrier.wait()
-    for _ in range(answers):
-        t0 = time.perf_counter()
-        nxt = http.get(f"{base}/api/reader/studies/{study_id}/next/")
-        t1 = time.perf_counter()
-        if nxt.status_code != 200 or nxt.json()["done"]:
-            errors.append(f"next: {nxt.status_code}")
+        session = requests.Session()
+        try:
+            page = session.get(f"{self.base}/accounts/login/", timeout=30)
+            # Cookies are secure in production mode: pass them explicitly over plain http.
+            cookies = dict(page.cookies)
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+            login = session.post(f"{self.base}/accounts/login/", cookies=cookies, allow_redirects=False, timeout=30,
+                                 data={"username": self.username, "password": self.password,
+                                       "csrfmiddlewaretoken": token})
+            if login.status_code != 302:
+                raise RuntimeError(f"login answered {login.status_code}")
+            cookies.update(dict(login.cookies))
+            headers = {"X-CSRFToken": cookies["csrftoken"]}
+        except Exception as exc:  # noqa: BLE001 - reported in the summary
+            self.errors.append(f"{self.username}: login: {exc}")
+            self.barrier.abort()
             return
-        item = nxt.json()
-        image = http.get(base + item["image_url"])
-        t_image = time.perf_counter()
-        if think:  # the reader looks at the image before answering (not part of any latency)
-            time.sleep(think * rng.uniform(0.5, 1.5))
-        t2 = time.perf_counter()
-        body = {"item": item["item"], "answer": "real", "confidence": 3, "client_id": str(uuid.uuid4())}
-        answer = http.post(f"{base}/api/reader/studies/{study_id}/responses/", json=body, headers=headers)
-        t3 = time.perf_counter()
-        if image.status_code != 200 or answer.status_code != 201:
-            errors.append(f"image {image.status_code}, answer {answer.status_code}: {answer.text[:200]}")
+        try:
+            self.barrier.wait()
+        except threading.BrokenBarrierError:
             return
-        timings["next"].append(t1 - t0)
-        timings["image"].append(t_image - t1)
-        timings["answer"].append(t3 - t2)
-        timings["round"].append((t_image - t0) + (t3 - t2))  # the reader's waiting, without thinking
+        api = f"{self.base}/api/reader/studies/{self.study_id}"
+        while True:
+            nxt = self._timed("next", session.get, f"{api}/next/", cookies=cookies, timeout=30)
+            if nxt.status_code != 200:
+                self.errors.append(f"next: {nxt.status_code} {nxt.text[:200]}")
+                return
+            body = nxt.json()
+            if body["done"]:
+                return
+            image = self._timed("image", session.get, f"{self.base}{body['image_url']}", cookies=cookies, timeout=30)
+            if image.status_code != 200:
+                self.errors.append(f"image: {image.status_code}")
+            answer = self._timed(
+                "answer", session.post, f"{api}/responses/", cookies=cookies, headers=headers, timeout=30,
+                json={"item": body["item"], "answer": self.rng.choice(["real", "synthetic"]),
+                      "confidence": self.rng.randint(1, 5), "client_id": str(uuid.uuid4())},
+            )
+            if answer.status_code != 201:
+                self.errors.append(f"answer: {answer.status_code} {answer.text[:200]}")
+                return
+            self.answers += 1
 
 
 def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readers", type=int, default=50)
-    parser.add_argument("--answers", type=int, default=20, help="answers per reader")
+    parser.add_argument("--items", type=int, default=40, help="items in the study (each reader answers all)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
-    parser.add_argument("--think", type=float, default=2.0,
-                        help="mean seconds a reader looks at an image before answering (0: no pause, a stress test)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"))
     args = parser.parse_args()
 
-    var_dir = Path(tempfile.mkdtemp(prefix="bench_reader_"))
-    db_url, admin_url = bench_database_url(os.environ.get("DATABASE_URL"))
-    # This process (the fixture) and gunicorn share one environment: the throwaway database and media.
-    os.environ.update(HISTOSYNTH_VAR_DIR=str(var_dir), DJANGO_DEBUG="1", LOG_LEVEL="WARNING",
-                      DJANGO_SETTINGS_MODULE="config.settings")
-    if db_url:
-        os.environ["DATABASE_URL"] = db_url
-    else:
-        os.environ.pop("DATABASE_URL", None)
-    env = dict(os.environ)
-    server = None
-    try:
-        study_id, credentials = make_fixture(readers=args.readers, items=args.answers + 2, seed=args.seed)
-        port = free_port()
-        server = subprocess.Popen(
-            [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning"],
-            cwd=ROOT, env=env, start_new_session=True,
+    server = args.postgres.rstrip("/")
+    psql(server, f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    psql(server, f"CREATE DATABASE {DB_NAME}")
+    password = secrets.token_urlsafe(12)
+    port = free_port()
+    gunicorn = None
+    with tempfile.TemporaryDirectory(prefix="histosynth-bench-") as var:
+        env = dict(
+            os.environ, DATABASE_URL=f"{server}/{DB_NAME}", HISTOSYNTH_VAR_DIR=var, DJANGO_DEBUG="0",
+            DJANGO_SECRET_KEY=secrets.token_urlsafe(64), DJANGO_ALLOWED_HOSTS="127.0.0.1",
+            DJANGO_SECURE_SSL_REDIRECT="0", DJANGO_SETTINGS_MODULE="config.settings", LOG_LEVEL="WARNING",
         )
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        timings = {"next": [], "image": [], "answer": [], "round": []}
-        errors: list[str] = []
-        barrier = threading.Barrier(args.readers + 1)
-        threads = [
-            threading.Thread(target=reader_loop,
-                             args=(base, study_id, key, csrf, args.answers, args.think, timings, errors, barrier))
-            for key, csrf in credentials
-        ]
-        for t in threads:
-            t.start()
-        barrier.wait()
-        t0 = time.perf_counter()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t0
-        engine = "PostgreSQL" if db_url else "SQLite"
-        print(f"reader API under load: {args.readers} concurrent readers x {args.answers} answers "
-              f"(think {args.think:g} s), gunicorn "
-              f"{args.workers} workers x {args.threads} threads, {engine}, {os.cpu_count()} CPUs")
-        if errors:
-            print(f"ERRORS ({len(errors)}): {errors[:3]}")
-        n_requests = 3 * len(timings["answer"])
-        for kind in ("answer", "next", "image", "round"):
-            ms = [1000 * v for v in timings[kind]]
-            if not ms:
-                continue
-            label = {"answer": "POST answer", "next": "GET next", "image": "GET image",
-                     "round": "next+image+answer"}[kind]
-            print(f"  {label:18s} n={len(ms):5d}  p50 {percentile(ms, 50):7.1f} ms  p95 {percentile(ms, 95):7.1f} ms"
-                  f"  max {max(ms):7.1f} ms")
-        print(f"  throughput: {n_requests / wall:.0f} requests/s, {len(timings['answer']) / wall:.0f} answers/s "
-              f"({wall:.1f} s)")
-    finally:
-        if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
-        if db_url:
-            from django.db import connections
+        env.pop("CELERY_BROKER_URL", None)
+        try:
+            t0 = time.perf_counter()
+            study_id = prepare(env, readers=args.readers, items=args.items, password=password)
+            print(f"setup: study {study_id} with {args.items} items, {args.readers} readers "
+                  f"({time.perf_counter() - t0:.1f} s)")
+            gunicorn = subprocess.Popen(
+                [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
+                 "--workers", str(args.workers), "--log-level", "warning"],
+                cwd=ROOT, env=env,
+            )
+            base = f"http://127.0.0.1:{port}"
+            _wait_up(base, gunicorn)
+            barrier = threading.Barrier(args.readers)
+            readers = [Reader(base, study_id, f"bench{i:03d}", password, i, barrier) for i in range(args.readers)]
+            for r in readers:
+                r.start()
+            started = time.perf_counter()
+            for r in readers:
+                r.join()
+            seconds = time.perf_counter() - started
+        finally:
+            if gunicorn is not None:
+                gunicorn.terminate()
+                try:
+                    gunicorn.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    gunicorn.kill()
+            psql(server, f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
 
-            connections.close_all()
-            drop_database(db_url, admin_url)
-        shutil.rmtree(var_dir, ignore_errors=True)
+    errors = [e for r in readers for e in r.errors]
+    answers = sum(r.answers for r in readers)
+    requests_done = sum(len(v) for r in readers for v in r.timings.values())
+    print(f"\n{args.readers} concurrent readers, gunicorn --workers {args.workers}, PostgreSQL, "
+          f"{os.cpu_count()} CPUs; {answers} answers in {seconds:.1f} s")
+    print(f"{'request':<28}{'n':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    for kind, label in (("answer", "POST responses (answer)"), ("next", "GET next"), ("image", "GET image")):
+        values = [v for r in readers for v in r.timings[kind]]
+        if values:
+            print(f"{label:<28}{len(values):>7}{1000 * statistics.median(values):>9.1f}"
+                  f"{1000 * percentile(values, 95):>9.1f}{1000 * percentile(values, 99):>9.1f}")
+    print(f"throughput: {answers / seconds:.1f} answers/s, {requests_done / seconds:.1f} requests/s")
+    if errors:
+        print(f"{len(errors)} errors, first: {errors[:3]}")
+        sys.exit(1)
+
+
+def _wait_up(base: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with status {process.returncode}")
+        try:
+            requests.get(f"{base}/accounts/login/", timeout=10)
+            return
+        except requests.RequestException:  # refused while booting, or slow to answer the first time
+            time.sleep(0.3)
+    raise RuntimeError(f"gunicorn did not answer on {base} within {timeout} s")
 
 
 if __name__ == "__main__":

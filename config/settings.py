@@ -193,5 +193,5 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
-for _d in (VAR_DIR, MEDIA_ROOT):
+for _d in (VAR_DIR, MEDIA_ROOT, STATIC_ROOT):
     Path(_d).mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,4 @@
 """URL map: the reader pages and API (readerstudy), the admin, the OpenAPI schema, login and logout."""
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -20,7 +19,5 @@ urlpatterns = [
     path("", include("readerstudy.urls")),
 ]
 
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+# Media is never served as static files: readers get blinded images only through the
+# token view (readerstudy.views.item_image), staff get source images through the admin.

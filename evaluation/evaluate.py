@@ -88,7 +88,10 @@ def _scope(
                 f"features: the covariances are singular and the value is biased upward (use at least {dim}; "
                 f"published values use 10,000 to 50,000)"
             )
-        values[key] = M.frechet_distance(getattr(real_m, mu), getattr(real_m, sigma), getattr(fake_m, mu), getattr(fake_m, sigma))
+        factor = "factor" if metric == "fid" else "factor_s"
+        values[key] = M.frechet_distance(getattr(real_m, mu), getattr(real_m, sigma), getattr(fake_m, mu),
+                                         getattr(fake_m, sigma), factor1=getattr(real_m, factor),
+                                         factor2=getattr(fake_m, factor))
     if "is" in metrics and fake_logits is not None and len(fake_logits):
         values["is_mean"], values["is_std"] = M.inception_score(fake_logits, opts["is_splits"], split_size=opts["is_split_size"])
         if len(fake_logits) < opts["is_split_size"] and opts["is_splits"] is None:

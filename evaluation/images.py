@@ -11,6 +11,7 @@ An npz holds the guided-diffusion layout: `arr_0` uint8 (N, H, W, 3), optionally
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -154,25 +155,51 @@ class FolderSource(FileListSource):
         super().__init__(paths, labels, names=[str(r) for r in rel], description=str(folder))
 
 
+class _NpyInZip:
+    """One array of an npz read row by row from the zip member: no need to hold 10,000 images in memory."""
+
+    def __init__(self, path: Path, key: str):
+        self._zip = zipfile.ZipFile(path)
+        self._file = self._zip.open(f"{key}.npy")
+        version = np.lib.format.read_magic(self._file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        self.shape, fortran, self.dtype = read_header(self._file)
+        if fortran:
+            raise ImageSourceError(f"{path}: {key} is stored in Fortran order; save it C-ordered")
+        self._start = self._file.tell()
+        self._row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        self._file.seek(self._start + index * self._row_bytes)
+        return np.frombuffer(self._file.read(self._row_bytes), dtype=self.dtype).reshape(self.shape[1:]).copy()
+
+
 class NpzSource(ImageSource):
-    """Images in an npz as guided-diffusion writes them: `arr_0` uint8 (N, H, W, 3), `arr_1` labels."""
+    """Images in an npz as guided-diffusion writes them: `arr_0` uint8 (N, H, W, 3), `arr_1` labels.
+    The images are read one at a time from the file, never all at once."""
 
     def __init__(self, path):
         self.path = Path(path)
         self.description = str(self.path)
         try:
-            self._npz = np.load(self.path, mmap_mode="r")
+            with np.load(self.path) as npz:
+                keys = list(npz.files)
+                labels = npz["arr_1"] if "arr_1" in keys else None
+            if "arr_0" not in keys:
+                raise ImageSourceError(f"{self.path}: no `arr_0` image array (keys: {', '.join(keys)})")
+            self._images = _NpyInZip(self.path, "arr_0")
+        except ImageSourceError:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise ImageSourceError(f"{self.path}: not a readable npz file ({exc})") from exc
-        if "arr_0" not in self._npz.files:
-            raise ImageSourceError(f"{self.path}: no `arr_0` image array (keys: {', '.join(self._npz.files)})")
-        self._images = self._npz["arr_0"]
-        if self._images.dtype != np.uint8 or self._images.ndim != 4 or self._images.shape[-1] != 3:
-            raise ImageSourceError(
-                f"{self.path}: arr_0 must be uint8 (N, H, W, 3), not {self._images.dtype} {self._images.shape}"
-            )
-        n = len(self._images)
-        self.labels = [str(x) for x in self._npz["arr_1"]] if "arr_1" in self._npz.files else [""] * n
+        shape, dtype = self._images.shape, self._images.dtype
+        if dtype != np.uint8 or len(shape) != 4 or shape[-1] != 3:
+            raise ImageSourceError(f"{self.path}: arr_0 must be uint8 (N, H, W, 3), not {dtype} {shape}")
+        n = shape[0]
+        self.labels = [str(x) for x in labels] if labels is not None else [""] * n
         if len(self.labels) != n:
             raise ImageSourceError(f"{self.path}: {n} images in arr_0 but {len(self.labels)} labels in arr_1")
         self.names = [f"arr_0[{i}]" for i in range(n)]
@@ -181,7 +208,7 @@ class NpzSource(ImageSource):
         return len(self._images)
 
     def load(self, index: int) -> np.ndarray:
-        return np.ascontiguousarray(self._images[index])
+        return self._images[index]
 
     def format_counts(self) -> dict[str, int]:
         return {"NPZ": len(self)}

@@ -1,4 +1,8 @@
-"""Stored metric results: one row per (real set, fake set, label, extractor) evaluation."""
+"""Stored metric results: one row per (real set, fake set, label, extractor) evaluation.
+
+Written by `evaluation.services.metric_result_create`; the `metrics` keys are
+`evaluation.evaluate.METRIC_KEYS` (None where a metric was not computed).
+"""
 from django.db import models
 
 from readerstudy.models import ImageSet
@@ -18,6 +22,10 @@ class MetricResult(models.Model):
     # {"fid": ..., "sfid": ..., "is_mean": ..., "is_std": ..., "precision": ..., "recall": ..., "kid_mean": ..., ...}
     metrics = models.JSONField(default=dict)
     warnings = models.JSONField(default=list, blank=True)
+    # Settings and extras: metric options, memorisation's closest pairs, the uncalibrated note.
+    details = models.JSONField(default=dict, blank=True)
+    # Generated images beside their nearest real images (overall row only).
+    memorisation_grid = models.FileField(upload_to="evaluation/grids/", max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -27,32 +27,72 @@ CACHE_VERSION = 1
 
 class RunningMoments:
     """Mean and covariance of a stream of batches in float64 (Chan et al.'s pairwise update): memory is
-    one d x d matrix, whatever the number of images."""
+    one d x d matrix plus a buffer of `flush_rows` rows, whatever the number of images. While there
+    are fewer images than features the rows are kept too (no more memory than that matrix), for the
+    low-rank Frechet distance."""
 
-    def __init__(self, dim: int):
-        self.n = 0
-        self.mean = np.zeros(dim)
+    def __init__(self, dim: int, flush_rows: int = 256):
+        self.dim = dim
+        self.flush_rows = flush_rows
+        self._n = 0
+        self._mean = np.zeros(dim)
         self._m2 = np.zeros((dim, dim))
+        self._pending: list[np.ndarray] = []
+        self._rows: list[np.ndarray] | None = []
 
     def update(self, batch: np.ndarray) -> None:
-        batch = np.asarray(batch, np.float64)
-        nb = len(batch)
-        if nb == 0:
+        batch = np.asarray(batch)
+        if batch.ndim != 2 or batch.shape[1] != self.dim:
+            raise ValueError(f"expected a batch of shape (n, {self.dim}), got {batch.shape}")
+        if len(batch) == 0:
             return
+        self._pending.append(batch)
+        if self._rows is not None:
+            self._rows.append(batch.astype(np.float32))
+            if self.n >= self.dim:
+                self._rows = None
+        if sum(len(b) for b in self._pending) >= self.flush_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch = np.concatenate(self._pending).astype(np.float64)
+        self._pending = []
+        nb = len(batch)
         mean_b = batch.mean(axis=0)
         centred = batch - mean_b
-        delta = mean_b - self.mean
-        total = self.n + nb
-        self._m2 += centred.T @ centred + np.outer(delta, delta) * (self.n * nb / total)
-        self.mean = self.mean + delta * (nb / total)
-        self.n = total
+        delta = mean_b - self._mean
+        total = self._n + nb
+        self._m2 += centred.T @ centred
+        self._m2 += np.outer(delta, delta) * (self._n * nb / total)
+        self._mean = self._mean + delta * (nb / total)
+        self._n = total
+
+    @property
+    def n(self) -> int:
+        return self._n + sum(len(b) for b in self._pending)
+
+    @property
+    def mean(self) -> np.ndarray:
+        self._flush()
+        return self._mean
+
+    @property
+    def factor(self) -> np.ndarray | None:
+        """F with cov = F^T F (centred rows over sqrt(n - 1)) while n < d, else None."""
+        if self._rows is None or self.n < 2:
+            return None
+        rows = np.concatenate(self._rows).astype(np.float64)
+        return (rows - self.mean) / np.sqrt(self.n - 1)
 
     @property
     def cov(self) -> np.ndarray:
         """Unbiased covariance (numpy's `np.cov`, as guided-diffusion's evaluator uses)."""
-        if self.n < 2:
+        self._flush()
+        if self._n < 2:
             return np.full_like(self._m2, np.nan)
-        return self._m2 / (self.n - 1)
+        return self._m2 / (self._n - 1)
 
 
 @dataclass
@@ -62,6 +102,9 @@ class Moments:
     sigma: np.ndarray
     mu_s: np.ndarray
     sigma_s: np.ndarray
+    # Low-rank factors of sigma and sigma_s while n < d (see `RunningMoments.factor`), else None.
+    factor: np.ndarray | None = None
+    factor_s: np.ndarray | None = None
 
 
 @dataclass
@@ -125,7 +168,30 @@ def compute_statistics(
 
 
 def _moments(pool: RunningMoments, spatial: RunningMoments) -> Moments:
-    return Moments(n=pool.n, mu=pool.mean, sigma=pool.cov, mu_s=spatial.mean, sigma_s=spatial.cov)
+    return Moments(n=pool.n, mu=pool.mean, sigma=pool.cov, mu_s=spatial.mean, sigma_s=spatial.cov,
+                   factor=pool.factor, factor_s=spatial.factor)
+
+
+def _moment_arrays(prefix: str, m: Moments) -> dict[str, np.ndarray]:
+    """A small set's covariance is stored as its low-rank factor only (d x d float64 is 33 MB)."""
+    arrays = {f"{prefix}mu": m.mu, f"{prefix}mu_s": m.mu_s}
+    if prefix:
+        arrays[f"{prefix}n"] = np.array(m.n)
+    for sigma, factor in (("sigma", "factor"), ("sigma_s", "factor_s")):
+        if getattr(m, factor) is not None:
+            arrays[f"{prefix}{factor}"] = getattr(m, factor)
+        else:
+            arrays[f"{prefix}{sigma}"] = getattr(m, sigma)
+    return arrays
+
+
+def _read_moments(npz, prefix: str, n: int) -> Moments:
+    get = lambda key: npz[f"{prefix}{key}"] if f"{prefix}{key}" in npz.files else None  # noqa: E731
+    factor, factor_s = get("factor"), get("factor_s")
+    sigma = get("sigma") if factor is None else factor.T @ factor
+    sigma_s = get("sigma_s") if factor_s is None else factor_s.T @ factor_s
+    return Moments(n=n, mu=npz[f"{prefix}mu"], sigma=sigma, mu_s=npz[f"{prefix}mu_s"], sigma_s=sigma_s,
+                   factor=factor, factor_s=factor_s)
 
 
 def save_statistics(path, stats: SetStatistics) -> Path:
@@ -133,8 +199,7 @@ def save_statistics(path, stats: SetStatistics) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
-        "mu": stats.overall.mu, "sigma": stats.overall.sigma, "mu_s": stats.overall.mu_s,
-        "sigma_s": stats.overall.sigma_s,
+        **_moment_arrays("", stats.overall),
         "meta": np.array(json.dumps({**stats.meta, "n": stats.n, "label_names": list(stats.per_label)})),
     }
     if stats.pool is not None:
@@ -144,9 +209,7 @@ def save_statistics(path, stats: SetStatistics) -> Path:
     if stats.labels is not None:
         arrays["labels"] = stats.labels
     for i, moments in enumerate(stats.per_label.values()):
-        arrays.update({f"label{i}_mu": moments.mu, f"label{i}_sigma": moments.sigma,
-                       f"label{i}_mu_s": moments.mu_s, f"label{i}_sigma_s": moments.sigma_s,
-                       f"label{i}_n": np.array(moments.n)})
+        arrays.update(_moment_arrays(f"label{i}_", moments))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp.npz")
     os.close(fd)
     try:
@@ -168,17 +231,16 @@ def load_statistics(path) -> SetStatistics:
         raise ValueError(f"{path}: not a readable npz file ({exc})") from exc
     with npz:
         keys = set(npz.files)
-        missing = {"mu", "sigma", "mu_s", "sigma_s"} - keys
+        missing = {"mu", "mu_s"} - keys
+        missing |= {"sigma"} - keys if "factor" not in keys else set()
+        missing |= {"sigma_s"} - keys if "factor_s" not in keys else set()
         if missing:
             raise ValueError(f"{path}: no reference statistics (missing {', '.join(sorted(missing))})")
         meta = json.loads(str(npz["meta"])) if "meta" in keys else {}
         n = int(meta.get("n", len(npz["arr_0"]) if "arr_0" in keys else 0))
-        overall = Moments(n=n, mu=npz["mu"], sigma=npz["sigma"], mu_s=npz["mu_s"], sigma_s=npz["sigma_s"])
-        per_label = {
-            name: Moments(n=int(npz[f"label{i}_n"]), mu=npz[f"label{i}_mu"], sigma=npz[f"label{i}_sigma"],
-                          mu_s=npz[f"label{i}_mu_s"], sigma_s=npz[f"label{i}_sigma_s"])
-            for i, name in enumerate(meta.get("label_names", []))
-        }
+        overall = _read_moments(npz, "", n)
+        per_label = {name: _read_moments(npz, f"label{i}_", int(npz[f"label{i}_n"]))
+                     for i, name in enumerate(meta.get("label_names", []))}
         return SetStatistics(
             overall=overall, per_label=per_label,
             pool=npz["pool"] if "pool" in keys else None,
@@ -207,7 +269,9 @@ def statistics_for(
     if not isinstance(source, ImageSource):
         stats = load_statistics(source)
         _check_extractor(stats, extractor, source)
-        if stats.pool is None and "arr_0" in np.load(source).files:
+        with np.load(source) as npz:
+            has_images = "arr_0" in npz.files
+        if stats.pool is None and has_images:
             computed = compute_statistics(NpzSource(source), extractor, batch_size=batch_size, progress=progress)
             stats.pool, stats.logits, stats.labels = computed.pool, computed.logits, computed.labels
         return stats

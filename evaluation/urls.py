@@ -1,2 +1,9 @@
-"""URL patterns of this app's staff API (filled in by its views)."""
-urlpatterns: list = []
+"""URL patterns of the evaluation app's staff API (mounted at /api/admin/)."""
+from django.urls import path
+
+from evaluation.api import MetricResultDetailApi, MetricResultListApi
+
+urlpatterns = [
+    path("metric-results/", MetricResultListApi.as_view(), name="api-metric-result-list"),
+    path("metric-results/<int:pk>/", MetricResultDetailApi.as_view(), name="api-metric-result-detail"),
+]

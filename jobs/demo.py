@@ -37,10 +37,12 @@ ADMIN = "admin"
 class DemoConfig:
     patch_size: int = 32
     stride: int = 32  # 256 patches of 32 px from the 512 x 512 sample
-    diffusion_steps: int = 400
+    diffusion_steps: int = 300
     diffusion_batch: int = 8
+    diffusion_lr: float = 5e-4
+    diffusion_ema: float = 0.99
     progan_size: int = 32
-    progan_images_per_phase: int = 160
+    progan_images_per_phase: int = 480
     progan_batch: int = 8
     per_label: int = 24  # generated images per label and generator
     sampler: str = "ddim"
@@ -50,9 +52,9 @@ class DemoConfig:
     seed: int = 0
 
 
-FAST = DemoConfig(patch_size=32, stride=64, diffusion_steps=3, diffusion_batch=4, progan_size=8,
+FAST = DemoConfig(patch_size=32, stride=96, diffusion_steps=3, diffusion_batch=4, progan_size=8,
                   progan_images_per_phase=16, progan_batch=4, per_label=2, sample_steps=2, per_synthetic=2,
-                  metrics=("fid", "is"))
+                  metrics=("fid", "is", "pr"))
 
 
 class DemoStep:
@@ -98,17 +100,23 @@ def _run_job(kind: str, params: dict, log) -> Job:
 
 
 def demo_real_set(*, workdir: Path, config: DemoConfig, log) -> None:
+    """Write the patches (the trainers read the folder) and register them (the study uses the set)."""
     from readerstudy.models import ImageSet
     from readerstudy.services.imagesets import ImageSpec, image_set_create
 
     from jobs.demo_data import DEMO_NOTE, demo_patches_write
 
     patches = workdir / "patches"
-    if ImageSet.objects.filter(name=REAL_SET).exists() and (patches / "manifest.csv").is_file():
-        log(f"    reusing image set {REAL_SET!r} ({patches})")
+    data = None
+    if (patches / "manifest.csv").is_file():
+        log(f"    reusing the patches in {patches}")
+    else:  # deterministic: the same files as any earlier run
+        data = demo_patches_write(folder=patches, patch_size=config.patch_size, stride=config.stride)
+    if ImageSet.objects.filter(name=REAL_SET).exists():
+        log(f"    reusing image set {REAL_SET!r}")
         return
-    data = demo_patches_write(folder=patches, patch_size=config.patch_size, stride=config.stride)
-    ImageSet.objects.filter(name=REAL_SET).delete()  # files without a set, or a set without files
+    if data is None:
+        data = demo_patches_write(folder=patches, patch_size=config.patch_size, stride=config.stride)
     specs = [
         ImageSpec(name=str(path.relative_to(patches)), path=path, label=label, origin=origin)
         for path, label, origin in zip(data.files, data.labels, data.origins)
@@ -126,7 +134,9 @@ def demo_train(*, workdir: Path, config: DemoConfig, log) -> dict[str, Path]:
     patches = workdir / "patches"
     runs = {
         "diffusion": (Job.Kind.TRAIN_DIFFUSION, workdir / "runs" / "diffusion", dict(
-            preset="tiny", steps=config.diffusion_steps, batch_size=config.diffusion_batch,
+            preset="tiny", steps=config.diffusion_steps, batch_size=config.diffusion_batch, lr=config.diffusion_lr,
+            # A run of a few hundred steps: the preset's EMA (0.9999) would still be the initial weights.
+            ema_decay=config.diffusion_ema,
             log_every=max(1, config.diffusion_steps // 20), save_every=config.diffusion_steps, sample_every=0,
         )),
         "progan": (Job.Kind.TRAIN_PROGAN, workdir / "runs" / "progan", dict(
@@ -170,6 +180,8 @@ def demo_generate(*, workdir: Path, config: DemoConfig, checkpoints: dict[str, P
                           "seed": config.seed}
                 if name == "diffusion":
                     params.update(sampler=config.sampler, steps=config.sample_steps)
+                else:  # the ProGAN's EMA (0.999, no option) lags far behind in a run this short
+                    params.update(use_ema=False)
                 _run_job(Job.Kind.GENERATE_IMAGES, params, log)
         if ImageSet.objects.filter(name=set_name).exists():
             sets.append(set_name)
@@ -250,9 +262,11 @@ def demo_run(*, workdir: Path | None = None, fast: bool = False, log: Callable[[
     config = FAST if fast else DemoConfig()
     workdir = Path(workdir or Path(settings.VAR_DIR) / ("demo-fast" if fast else "demo"))
     workdir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    # One thread per idle core: on a busy machine extra threads spin against each other and slow down.
+    idle = (os.cpu_count() or 1) - os.getloadavg()[0]
+    torch.set_num_threads(max(1, min(4, round(idle))))
     started = time.monotonic()
-    log(f"HistoSynth demo ({'fast' if fast else 'full'}) in {workdir}")
+    log(f"HistoSynth demo ({'fast' if fast else 'full'}) in {workdir}, {torch.get_num_threads()} torch thread(s)")
     with DemoStep("real image set from scikit-image's bundled IHC sample (demo data, not a pathology data set)", log):
         demo_real_set(workdir=workdir, config=config, log=log)
     checkpoints = demo_train(workdir=workdir, config=config, log=log)

@@ -199,7 +199,7 @@ def run_train_diffusion(params: dict, reporter) -> dict:
     except ImportError as exc:
         raise _missing("diffusion training (generation.diffusion.train)", exc) from exc
     params = dict(params)
-    overrides = {k: params.pop(k) for k in ("batch_size", "lr") if k in params}
+    overrides = {k: params.pop(k) for k in ("batch_size", "lr", "ema_decay") if k in params}
     config = preset_config(params.pop("preset", "tiny"), **overrides)
     steps = params.get("steps", TrainOptions.steps)
     options = TrainOptions(data=Path(params.pop("data")), out=Path(params.pop("out")), progress=False, **params)
@@ -240,24 +240,51 @@ def run_generate_images(params: dict, reporter) -> dict:
 
 def run_extract_patches(params: dict, reporter) -> dict:
     try:
-        from generation.services.patches import extract_patches_and_register
+        from generation.services.patches import patch_image_sets_register
+        from generation.slides.extract import ExtractConfig, run_extraction
+        from generation.slides.sampling import SamplingConfig
+        from generation.slides.splits import parse_fractions
     except ImportError as exc:
-        raise _missing("patch extraction (generation.services.patches.extract_patches_and_register)", exc) from exc
-    reporter.progress(0.0, "extracting patches")
-    result = call_with_supported(extract_patches_and_register, params, reporter)
-    return _as_dict(result, out=params.get("out"))
+        raise _missing("patch extraction (generation.slides.extract)", exc) from exc
+    p = dict(params)
+    sampling = SamplingConfig(**{k: p.pop(k) for k in ("patch_size", "patch_microns", "tumour_fraction", "per_slide",
+                                                       "out_size", "seed") if k in p})
+    config = ExtractConfig(
+        slides_dir=Path(p["slides"]), labels_csv=Path(p["labels"]), out_dir=Path(p["out"]),
+        annotations_dir=Path(p["annotations"]) if p.get("annotations") else None, sampling=sampling,
+        stain=p.get("stain"), stain_reference=Path(p["stain_reference"]) if p.get("stain_reference") else None,
+        split=parse_fractions(p.get("split", "0.8,0.1,0.1")), workers=p.get("workers", 1), progress=False,
+    )
+    reporter.progress(0.0, f"extracting patches from {config.slides_dir}", force=True)
+    result = run_extraction(config)
+    for report in result.failed:
+        reporter.log(f"FAILED {report['slide_id']}: {report['error']}")
+    out = {"out": str(config.out_dir), "patches": result.n_patches, "failed_slides": [r["slide_id"] for r in result.failed],
+           "report": str(result.report_path)}
+    if not result.ok:
+        raise RunnerError(f"{len(result.failed)} slide(s) failed (see the log); rerun to resume: "
+                          + "; ".join(f"{r['slide_id']}: {r['error']}" for r in result.failed[:5]))
+    if p.get("register_name"):
+        sets = patch_image_sets_register(out_dir=config.out_dir, name_prefix=p["register_name"])
+        out["image_sets"] = {split: image_set.name for split, image_set in sets.items()}
+    return out
 
 
 def run_evaluate_metrics(params: dict, reporter) -> dict:
     try:
-        from jobs.metrics import metric_results_for_sets
+        from evaluation.services import metric_evaluation_run
     except ImportError as exc:
-        raise _missing("metrics (evaluation)", exc) from exc
+        raise _missing("metrics (evaluation.services.metric_evaluation_run)", exc) from exc
     reporter.progress(0.0, f"metrics of {params['fake']} against {params['real']}", force=True)
-    rows = metric_results_for_sets(**params, progress=reporter)
-    overall = next((r for r in rows if not r.label), rows[0] if rows else None)
-    return {"metric_results": [r.pk for r in rows], "extractor": overall.extractor if overall else "",
-            "calibrated": overall.calibrated if overall else None, "metrics": overall.metrics if overall else {}}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        reporter.progress(0.95 * done / max(1, total), f"{stage} images: {done}/{total}")
+
+    result = metric_evaluation_run(**params, progress=progress)
+    evaluation = result.get("result", {})
+    return {"metric_result_ids": result.get("metric_result_ids", []), "extractor": evaluation.get("extractor"),
+            "calibrated": evaluation.get("calibrated"), "overall": evaluation.get("overall", {}).get("metrics", {}),
+            "warnings": evaluation.get("warnings", [])}
 
 
 def run_build_study(params: dict, reporter) -> dict:
@@ -297,6 +324,7 @@ RUNNERS: dict[str, Runner] = {
             Param("steps", int, help="training steps"),
             Param("batch_size", int, help="images per step (default: the preset's)"),
             Param("lr", float, help="learning rate (default: the preset's)"),
+            Param("ema_decay", float, help="EMA decay (default: the preset's, 0.9999; lower it for short runs)"),
             Param("log_every", int, help="steps between metrics rows (and progress updates)"),
             Param("sample_every", int, help="steps between sample grids (0: never)"),
             Param("save_every", int, help="steps between checkpoints"),
@@ -335,20 +363,28 @@ RUNNERS: dict[str, Runner] = {
             Param("steps", int, help="diffusion only: sampling steps"),
             Param("guidance", float, help="diffusion only: classifier-free guidance scale"),
             Param("batch_size", int, help="images per batch"),
+            Param("use_ema", bool, help="sample with the EMA weights (default yes)"),
             _SEED,
         ),
     ),
     Job.Kind.EXTRACT_PATCHES: Runner(
         Job.Kind.EXTRACT_PATCHES, run_extract_patches,
-        help="Cut tumour patches from whole-slide images and register a real image set per split.",
+        help="Cut tumour patches from whole-slide images (resumable) and register a real image set per split.",
         params=(
-            Param("slides", required=True, help="folder of whole-slide images"),
+            Param("slides", required=True, help="folder of whole-slide images (file stem = slide_id)"),
             Param("labels", required=True, help="CSV with slide_id,label[,patient_id]"),
-            Param("out", required=True, help="output folder"),
-            Param("annotations", help="folder of masks or GeoJSON polygons (tissue detection when empty)"),
-            Param("patch_size", int, help="patch size at level 0 in pixels"),
-            Param("output_size", int, help="size of the written patches"),
-            Param("per_slide", int, help="patches per slide at most"),
+            Param("out", required=True, help="output folder (launch again with it to resume)"),
+            Param("annotations", help="folder of <slide_id>.geojson or <slide_id>[_mask].png (none: tissue detection)"),
+            Param("patch_size", int, help="patch side in level-0 pixels (default 512)"),
+            Param("patch_microns", float, help="patch side in microns instead (uses the slide's MPP)"),
+            Param("tumour_fraction", float, help="least fraction of a patch in the tumour (default 0.9)"),
+            Param("per_slide", int, help="patches per slide at most (default 100)"),
+            Param("out_size", int, help="side of the written patches (default 128)"),
+            Param("stain", choices=("macenko", "reinhard"), help="stain normalisation"),
+            Param("stain_reference", help="reference image for the stain normalisation"),
+            Param("split", help="train,val,test fractions of patients (default 0.8,0.1,0.1)"),
+            Param("workers", int, help="parallel processes over slides"),
+            Param("register_name", help="register each split as the real image set <name>-<split>"),
             _SEED,
         ),
     ),
@@ -362,6 +398,8 @@ RUNNERS: dict[str, Runner] = {
                   help="random-inception is uncalibrated: numbers not comparable with published values"),
             Param("per_label", bool, default=False, help="also per class label"),
             Param("metrics", list, help="some of fid,sfid,is,pr,kid,dc,mem (default: all)"),
+            Param("batch_size", int, help="images per batch of the feature extractor"),
+            _SEED,
         ),
     ),
     Job.Kind.BUILD_STUDY: Runner(

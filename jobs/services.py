@@ -6,6 +6,9 @@ runs in-process at that moment). `job_execute` is the body of that task: it move
 queued to running, gives the function a `JobReporter` (progress, message, a bounded log tail, a
 heartbeat, and a clean stop when a cancel was asked), and records the result or the error with the
 tail of its traceback. `job_mark_stale` fails the running jobs whose worker died.
+
+With the setting `JOBS_EAGER_IN_THREAD` (set by `manage.py demo` for its server) an eager job runs
+in a background thread of the web process instead of inside the request that launched it.
 """
 import logging
 import os
@@ -14,6 +17,7 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 from collections import deque
 from datetime import timedelta
 from typing import Any
@@ -59,6 +63,7 @@ class JobReporter:
         self.message = ""
         self._lines: deque[str] = deque(existing_tail.splitlines(), maxlen=tail_lines or LOG_TAIL_LINES)
         self._last_write = 0.0
+        self._last_shown: tuple = ()
         self._lock = threading.Lock()
 
     def __call__(self, fraction: float | None = None, message: str = "") -> None:
@@ -107,7 +112,10 @@ class JobReporter:
         Job.objects.filter(pk=self.job_pk).update(
             progress=self.fraction, message=self.message, log_tail=tail, heartbeat_at=timezone.now()
         )
-        logger.info("job #%s %3.0f%% %s", self.job_pk, 100 * self.fraction, self.message)
+        shown = (round(100 * self.fraction), self.message)
+        if shown != self._last_shown:  # the console gets changes only, the database every heartbeat
+            self._last_shown = shown
+            logger.info("job #%s %3.0f%% %s", self.job_pk, 100 * self.fraction, self.message)
         if Job.objects.filter(pk=self.job_pk, cancel_requested=True).exists():
             raise Cancelled("cancel requested")
 
@@ -149,9 +157,26 @@ def job_create(*, kind: str, params: dict | None = None, created_by=None) -> Job
 
 
 def _enqueue(*, job_pk: int, task_id: str) -> None:
+    from django.conf import settings
+
     from jobs.tasks import run_job
 
+    if settings.CELERY_TASK_ALWAYS_EAGER and getattr(settings, "JOBS_EAGER_IN_THREAD", False):
+        # Embedded server (the demo sets this): run in-process but let the request that launched it return.
+        threading.Thread(target=_run_in_thread, args=(job_pk, task_id), daemon=True, name=f"job-{job_pk}").start()
+        return
     run_job.apply_async(args=[job_pk], task_id=task_id)
+
+
+def _run_in_thread(job_pk: int, task_id: str) -> None:
+    from django.db import connection
+
+    from jobs.tasks import run_job
+
+    try:
+        run_job.apply(args=[job_pk], task_id=task_id)
+    finally:
+        connection.close()
 
 
 def job_cancel(*, job: Job) -> Job:
@@ -251,7 +276,13 @@ def job_execute(*, job_pk: int) -> Job:
     try:
         reporter.log(f"{job.get_kind_display()} started on {job.worker}", force=True)
         run = runner_for(job.kind)
-        result = _jsonable(run(dict(job.params), reporter) or {})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = _jsonable(run(dict(job.params), reporter) or {})
+            finally:
+                for w in caught:  # e.g. "no annotation: tissue detection", "uncalibrated features"
+                    reporter.append(f"WARNING {w.category.__name__}: {w.message}")
         state = Job.State.SUCCEEDED
         reporter.fraction, reporter.message = 1.0, "done"
         reporter.append("finished")

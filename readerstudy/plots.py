@@ -45,7 +45,7 @@ def _empty(fig: Figure, ax, text: str) -> Figure:
 def forest_plot(per_reader: pd.DataFrame, pooled: pd.DataFrame | None = None) -> Figure:
     """Per-reader accuracy (points) with 95% intervals (bars), pooled accuracy and chance as lines."""
     n = len(per_reader)
-    fig = Figure(figsize=(7, max(2.5, 0.22 * n + 1.2)))
+    fig = Figure(figsize=(7, max(2.5, min(0.22 * n, 14.0) + 1.2)))
     ax = fig.add_subplot()
     if n == 0:
         return _empty(fig, ax, "No answers yet")
@@ -56,7 +56,7 @@ def forest_plot(per_reader: pd.DataFrame, pooled: pd.DataFrame | None = None) ->
     ax.axvline(0.5, color="#999", ls="--", lw=1, label="chance (0.5)")
     if pooled is not None and len(pooled) and not np.isnan(pooled["accuracy"].iloc[0]):
         ax.axvline(pooled["accuracy"].iloc[0], color=POOLED, lw=1.2, label="pooled accuracy")
-    ax.set_yticks(y, per_reader["reader"].astype(str))
+    ax.set_yticks(y, per_reader["reader"].astype(str), fontsize=8 if n <= 60 else 6)
     ax.set_xlim(0, 1)
     ax.set_xlabel("Accuracy (95% interval)")
     ax.set_title("Accuracy per reader")
@@ -84,7 +84,8 @@ def confidence_plot(score_distribution: pd.DataFrame) -> Figure:
     ax.set_xlabel('Answer and confidence, from "surely real" to "surely AI-generated"')
     ax.set_ylabel("Share of the images' answers")
     ax.set_title("Confidence distributions")
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.2)  # room for the legend above the bars
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
     return fig
 
 

@@ -12,12 +12,13 @@ import hashlib
 import numpy as np
 import pandas as pd
 from django.core.cache import cache
-from django.db.models import Count, Max
+from django.db import connection
+from django.db.models import Count, Max, Q, Sum
 from django.utils.text import slugify
 
 from evaluation.models import MetricResult
 from readerstudy import exports, stats
-from readerstudy.models import ImageSet, Response, Study, StudyItem
+from readerstudy.models import ImageSet, Response, Study, StudyItem, StudyReader
 
 METRIC_KEYS = ["fid", "sfid", "is_mean", "is_std", "precision", "recall", "kid_mean", "kid_std", "density", "coverage"]
 EXPORT_COLUMNS = [
@@ -31,28 +32,45 @@ def study_responses_frame(
     *, study: Study, roles: tuple[str, ...] = (StudyItem.Role.MAIN,), real_names: bool = False,
     timestamps: bool = True,
 ) -> pd.DataFrame:
-    """One row per response to `study`'s items of `roles`, columns `EXPORT_COLUMNS`.
+    """One row per response to `study`'s items of `roles`, columns `EXPORT_COLUMNS`, ordered by
+    reader and answer time. `reader` is the study pseudonym ("R01"); the username only with
+    `real_names=True`. Without `timestamps` the three time columns are left out (faster).
 
-    `reader` is the study pseudonym ("R01"); the username only with `real_names=True`.
+    Three flat queries joined in pandas: far faster than one ORM join for 10^5 responses.
     """
-    fields = [
-        "assignment__user__username" if real_names else "assignment__pseudonym", "item_id", "item__image_id",
-        "item__role", "item__truth", "item__generator", "item__label", "answer", "confidence", "seconds",
-    ]
-    if timestamps:
-        fields += ["shown_at", "answered_at", "revised_at"]
-    rows = (
-        Response.objects.filter(assignment__study=study, item__role__in=list(roles))
-        .order_by("assignment__pseudonym", "answered_at", "pk")
-        .values_list(*fields)
+    who = "user__username" if real_names else "pseudonym"
+    readers = pd.DataFrame.from_records(
+        list(StudyReader.objects.filter(study=study).values_list("pk", who, "pseudonym")),
+        columns=["assignment", "reader", "pseudonym"],
     )
-    names = ["reader", "item", "image_id", "role", "truth", "generator", "label", "answer", "confidence", "seconds"]
-    names += ["shown_at", "answered_at", "revised_at"] if timestamps else []
-    df = pd.DataFrame.from_records(list(rows), columns=names)
+    items = pd.DataFrame.from_records(
+        list(StudyItem.objects.filter(study=study, role__in=list(roles))
+             .values_list("pk", "image_id", "role", "truth", "generator", "label")),
+        columns=["item", "image_id", "role", "truth", "generator", "label"],
+    )
+    fields = ["assignment_id", "item_id", "answer", "confidence", "seconds"]
+    times = ["shown_at", "answered_at", "revised_at"] if timestamps else []
+    query = Response.objects.filter(assignment_id__in=readers["assignment"].tolist()).values_list(*fields, *times)
+    # Raw rows, no per-row ORM work (10^5 rows); timestamps are parsed below, vectorised, as UTC
+    # (SQLite gives naive UTC text, PostgreSQL aware datetimes).
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        records = cursor.fetchall()
+    columns = ["assignment", "item", "answer", "confidence", "seconds", *times]
+    answers = pd.DataFrame.from_records(records, columns=columns)
+    for col in times:
+        answers[col] = pd.to_datetime(answers[col], utc=True, format="ISO8601")
+    df = answers.merge(items, on="item", how="inner").merge(readers, on="assignment", how="inner")
+    if timestamps:  # exports read best by reader and time; the statistics need no order
+        df = df.sort_values(["pseudonym", "answered_at"], kind="stable")
     df.insert(0, "study", study.name)
-    if not timestamps:
-        return df
-    return df[EXPORT_COLUMNS]
+    cols = [c for c in EXPORT_COLUMNS if c in df.columns]
+    out = df[cols].reset_index(drop=True)
+    for col in ("item", "image_id", "confidence"):
+        out[col] = out[col].astype("int64")
+    out["seconds"] = out["seconds"].astype(float)
+    return out
 
 
 def stats_input(responses: pd.DataFrame) -> pd.DataFrame:
@@ -64,8 +82,11 @@ def stats_input(responses: pd.DataFrame) -> pd.DataFrame:
 def summary_fingerprint(*, study: Study) -> str:
     """Changes with every new or revised answer, so a cached summary is never stale."""
     agg = Response.objects.filter(assignment__study=study).aggregate(
-        n=Count("pk"), last=Max("answered_at"), revised=Max("revised_at"), top=Max("pk"))
-    raw = f"{study.pk}:{study.created_at.isoformat()}:{agg['n']}:{agg['top']}:{agg['last']}:{agg['revised']}"
+        n=Count("pk"), last=Max("answered_at"), revised=Max("revised_at"), top=Max("pk"),
+        # Also catches an answer edited in place (say, in the Django admin) without a revision time.
+        confidence=Sum("confidence"), synthetic=Count("pk", filter=Q(answer="synthetic")),
+    )
+    raw = f"{study.pk}:{study.created_at.isoformat()}:" + ":".join(str(agg[k]) for k in sorted(agg))
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
@@ -149,7 +170,8 @@ def generator_comparison(*, per_generator: pd.DataFrame, metrics: pd.DataFrame) 
         ["generator", "n_images", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "share_called_real",
          "share_called_real_ci_low", "share_called_real_ci_high", "auc", "auc_ci_low", "auc_ci_high"]
     ].astype({"generator": str})
-    return readers.merge(metrics.astype({"generator": str}), on="generator", how="outer").sort_values("generator").reset_index(drop=True)
+    merged = readers.merge(metrics.astype({"generator": str}), on="generator", how="outer")
+    return merged.sort_values("generator").reset_index(drop=True)
 
 
 def studies_with_results() -> pd.DataFrame:

@@ -75,12 +75,14 @@ def _interval(request: HttpRequest) -> str:
     return interval
 
 
-def _cell(value) -> str:
+def _cell(value, column: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
+        if value == 0.0 and column == "p_value":
+            return "< 1e-300"
         if value.is_integer() and abs(value) < 1e9:
             return str(int(value))
         return f"{value:.3g}" if abs(value) < 1e-3 else f"{value:.3f}"
@@ -90,7 +92,10 @@ def _cell(value) -> str:
 def display_table(df: pd.DataFrame, columns: list[str]) -> dict:
     cols = [c for c in columns if c in df.columns]
     records = df[cols].astype(object).itertuples(index=False, name=None)
-    return {"columns": [c.replace("_", " ") for c in cols], "rows": [[_cell(v) for v in row] for row in records]}
+    return {
+        "columns": [c.replace("_", " ") for c in cols],
+        "rows": [[_cell(v, c) for v, c in zip(row, cols)] for row in records],
+    }
 
 
 @require_GET

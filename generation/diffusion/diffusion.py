@@ -130,13 +130,19 @@ class GaussianDiffusion:
         nll = -mean_flat(discretized_gaussian_log_likelihood(x0, means=mean, log_scales=0.5 * logvar)) / math.log(2.0)
         return torch.where(t == 0, nll, kl)
 
-    def training_losses(self, model, x0: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> LossTerms:
-        """Hybrid loss for a batch: uniform t, noise and label dropout all drawn from `generator`."""
-        n = x0.shape[0]
-        t = torch.randint(0, self.num_timesteps, (n,), generator=generator, device=generator.device).to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0.device)
-        drop = torch.rand((n,), generator=generator, device=generator.device).to(x0.device) < self.config.cfg_drop
-        y = torch.where(drop, torch.full_like(y, self.config.null_class), y)
+    def draw(self, x0: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
+        """The random parts of a training step for a whole batch: timesteps t, noise and the labels
+        after dropout to the null class (probability cfg_drop), all from `generator`."""
+        n, dev = x0.shape[0], generator.device
+        t = torch.randint(0, self.num_timesteps, (n,), generator=generator, device=dev).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator, device=dev).to(x0.device)
+        drop = torch.rand((n,), generator=generator, device=dev).to(x0.device) < self.config.cfg_drop
+        return t, noise, torch.where(drop, torch.full_like(y, self.config.null_class), y)
+
+    def training_losses(self, model, x0: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
+                        *, drawn: tuple | None = None) -> LossTerms:
+        """Hybrid loss per sample; the random parts come from `drawn` (see `draw`) or `generator`."""
+        t, noise, y = drawn if drawn is not None else self.draw(x0, y, generator)
         xt = self.q_sample(x0, t, noise)
         out = model(xt, t, y).float()
         eps, v = out.chunk(2, dim=1)

@@ -61,7 +61,7 @@ class DiffusionGenerator:
         """Images in [-1, 1] (N x 3 x H x W, on the CPU), one per label; image i's noise comes from
         generators[i] alone, so results do not depend on the batch they are drawn in."""
         sample_fn = sampler_get(sampler or self.default_sampler)
-        steps = steps or self.default_steps
+        steps = self.default_steps if steps is None else steps
         if len(generators) != len(labels):
             raise ValueError(f"{len(generators)} generators for {len(labels)} labels")
         bad = [int(y) for y in labels if not 0 <= int(y) < self.config.num_classes]

@@ -17,7 +17,7 @@ from generation.diffusion.config import ConfigError, DiffusionConfig, preset_con
 from generation.diffusion.diffusion import GaussianDiffusion
 from generation.diffusion.pipeline import DiffusionGenerator
 from generation.diffusion.unet import DiffusionUNet, count_parameters
-from generation.training.checkpoint import checkpoint_load, checkpoint_save, rng_state_restore, unwrap
+from generation.training.checkpoint import checkpoint_load, checkpoint_save, rng_state_restore
 from generation.training.data import PatchDataset, augment_dihedral, make_loader, step_generator, to_model_range
 from generation.training.distributed import ddp_wrap, distributed_setup, seed_everything
 from generation.training.ema import EMA
@@ -83,7 +83,9 @@ def train(config: DiffusionConfig, options: TrainOptions) -> Path:
     if local_batch % micro:
         raise ConfigError(f"micro_batch {micro} does not divide the per-process batch {local_batch}")
 
-    seed_everything(options.seed, env.rank)
+    # a resumed run keeps its own seed: the data order and noise of step s depend on (seed, s, rank)
+    seed = int(ckpt["extra"].get("seed", options.seed)) if ckpt is not None else options.seed
+    seed_everything(seed, env.rank)
     model = DiffusionUNet(config).to(env.device)
     ema = EMA(model, config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -93,30 +95,30 @@ def train(config: DiffusionConfig, options: TrainOptions) -> Path:
         ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_step = int(ckpt["step"])
-        seed = int(ckpt["extra"].get("seed", options.seed))
-        options.seed = seed
         rng_state_restore(ckpt["rng"])
     ddp_model = ddp_wrap(model, env)
     diffusion = GaussianDiffusion(config, env.device)
-    loader = iter(make_loader(dataset, batch_size=local_batch, seed=options.seed, start_step=start_step,
+    loader = iter(make_loader(dataset, batch_size=local_batch, seed=seed, start_step=start_step,
                               rank=env.rank, world_size=env.world_size, num_workers=options.num_workers))
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if options.bf16 else contextlib.nullcontext
 
     def step_fn(step: int) -> dict:
         images, labels = next(loader)
         if options.augment:
-            images = augment_dihedral(images, step_generator(options.seed, step, env.rank, stream=1))
+            images = augment_dihedral(images, step_generator(seed, step, env.rank, stream=1))
         x0 = to_model_range(images).to(env.device, non_blocking=True)
         y = labels.to(env.device, non_blocking=True)
-        gen = step_generator(options.seed, step, env.rank, stream=2, device=env.device)
+        gen = step_generator(seed, step, env.rank, stream=2, device=env.device)
         optimizer.zero_grad(set_to_none=True)
         total = {"loss": 0.0, "mse": 0.0, "vb": 0.0}
-        chunks = list(zip(x0.split(micro), y.split(micro)))
-        for i, (xc, yc) in enumerate(chunks):
+        # drawn for the whole batch, then split: micro-batching does not change the randomness
+        t, noise, y_drop = diffusion.draw(x0, y, gen)
+        chunks = list(zip(x0.split(micro), t.split(micro), noise.split(micro), y_drop.split(micro)))
+        for i, (xc, tc, nc, yc) in enumerate(chunks):
             sync = i == len(chunks) - 1 or not env.distributed
             ctx = contextlib.nullcontext() if sync else ddp_model.no_sync()
             with ctx, autocast():
-                terms = diffusion.training_losses(ddp_model, xc, yc, gen)
+                terms = diffusion.training_losses(ddp_model, xc, yc, drawn=(tc, nc, yc))
             loss = terms.loss.sum() / local_batch
             with ctx:
                 loss.backward()
@@ -128,7 +130,7 @@ def train(config: DiffusionConfig, options: TrainOptions) -> Path:
         ema.update(model)
         return {**total, "grad_norm": grad_norm}
 
-    extra = {"seed": options.seed, "data": str(options.data), "classes": list(config.classes),
+    extra = {"seed": seed, "data": str(options.data), "classes": list(config.classes),
              "parameters": count_parameters(model)}
 
     def save_fn(step: int) -> Path:
@@ -139,7 +141,7 @@ def train(config: DiffusionConfig, options: TrainOptions) -> Path:
         n = min(16, 4 * config.num_classes)
         labels = torch.arange(n) % config.num_classes
         gen = DiffusionGenerator(ema.shadow, config, env.device)
-        images = gen.sample(labels, [step_generator(options.seed, 0, i, stream=3) for i in range(n)],
+        images = gen.sample(labels, [step_generator(seed, 0, i, stream=3) for i in range(n)],
                             sampler=config.grid_sampler, steps=config.grid_steps)
         grid_save(images, out / "grids" / f"step_{step:07d}.png", nrow=config.num_classes)
 
@@ -157,7 +159,3 @@ def train(config: DiffusionConfig, options: TrainOptions) -> Path:
     del ddp_model
     return ckpt_path
 
-
-def trained_model(run: Path | str) -> torch.nn.Module:
-    """The EMA model of a run (convenience for notebooks)."""
-    return unwrap(DiffusionGenerator.from_checkpoint(str(Path(run) / "checkpoint.pt")).model)

@@ -85,6 +85,12 @@ class ProGANConfig:
         bad = {r: b for r, b in self.batch_sizes.items() if b < 1}
         if bad:
             raise ConfigError(f"batch_sizes: {bad} must be at least 1")
+        if not self.lr > 0:
+            raise ConfigError(f"lr={self.lr}: must be positive")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"betas={self.betas}: expected two values in [0, 1)")
+        if self.gp_lambda < 0 or self.drift < 0:
+            raise ConfigError(f"gp_lambda={self.gp_lambda}, drift={self.drift}: must not be negative")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay}: expected 0 <= decay < 1")
         if self.total_images is not None and self.total_images < 1:

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from generation.progan.config import ConfigError, ProGANConfig, preset_config
 from generation.progan.losses import critic_loss, generator_loss
 from generation.progan.networks import Discriminator, Generator, downsample_to, fade_in_images
-from generation.progan.schedule import GrowthSchedule, Phase
+from generation.progan.schedule import GrowthSchedule, GrowthState, Phase
 from generation.training.checkpoint import checkpoint_load, checkpoint_save, rng_state_restore
 from generation.training.data import (
     DataError,
@@ -146,11 +146,12 @@ class ProGANTrainer:
 
     def __init__(self, *, cfg: ProGANConfig, dataset: PatchDataset, out: Path, env: DistEnv, seed: int,
                  log_every: int = 50, sample_every: int = 500, save_every: int = 1000, num_workers: int = 0,
-                 augment: bool = True, metrics_file: str = "metrics.csv",
-                 progress: Callable[[float, str], None] | None = None):
+                 augment: bool = True, metrics_file: str = "metrics.csv", show_progress: bool = True,
+                 reporter: Callable[[float, str], None] | None = None):
         self.cfg, self.dataset, self.out, self.env, self.seed = cfg, dataset, out, env, seed
         self.log_every, self.sample_every, self.save_every = log_every, sample_every, save_every
-        self.num_workers, self.augment, self.metrics_file, self.progress = num_workers, augment, metrics_file, progress
+        self.num_workers, self.augment, self.metrics_file = num_workers, augment, metrics_file
+        self.show_progress, self.reporter = show_progress, reporter
         self.schedule = GrowthSchedule(cfg)
         self.segments = plan_segments(self.schedule, env.world_size)
         self.total_steps = self.segments[-1].end_step
@@ -165,7 +166,7 @@ class ProGANTrainer:
         self.last_checkpoint: Path | None = None
         seed_everything(seed, env.rank)
 
-    def trained_state(self, steps_done: int):
+    def trained_state(self, steps_done: int) -> GrowthState:
         """Resolution and fade-in weight of the last step done (of step 0 before any)."""
         step = max(steps_done - 1, 0)
         return self.schedule.at(segment_at(self.segments, step).images_at(step))
@@ -255,7 +256,7 @@ class ProGANTrainer:
         z = torch.randn(k * per_class, self.cfg.latent_dim, generator=gen).to(self.env.device)
         labels = torch.arange(k, device=self.env.device).repeat_interleave(per_class)
         images = self.ema.shadow(z, labels, state.depth, state.alpha)
-        return grid_save(images, self.out / "samples" / f"step_{step:07d}_{state.resolution}px.png", nrow=per_class)
+        return grid_save(images, self.out / "grids" / f"step_{step:07d}_{state.resolution}px.png", nrow=per_class)
 
     # --- the run ---------------------------------------------------------------------------------
 
@@ -284,18 +285,18 @@ class ProGANTrainer:
 
         def step_fn(step: int) -> dict:
             out = self.train_step(step, next(batches), seg)
-            if self.progress is not None and self.env.is_main and (step + 1) % max(1, self.log_every) == 0:
-                self.progress((step + 1) / self.total_steps, f"{seg.phase.name}: step {step + 1}/{self.total_steps}")
+            if self.reporter is not None and self.env.is_main and ((step + 1) % self.log_every == 0 or step + 1 == end):
+                self.reporter((step + 1) / self.total_steps, f"{seg.phase.name}: step {step + 1}/{self.total_steps}")
             return out
 
-        if self.env.is_main and self.progress is not None:
-            self.progress(start / self.total_steps, f"{seg.phase.name} from step {start}")
+        if self.env.is_main and self.reporter is not None:
+            self.reporter(start / self.total_steps, f"{seg.phase.name} from step {start}")
         self.step = loop_run(
             step_fn=step_fn, start_step=start,
             schedule=LoopSchedule(end, self.log_every, self.sample_every, self.save_every),
             env=self.env, images_per_step=seg.global_batch, metrics_log=metrics, save_fn=self.save,
             sample_fn=self.sample_grid if self.sample_every else None, last_checkpoint=self.last_checkpoint,
-            desc=f"progan {seg.phase.name}",
+            desc=f"progan {seg.phase.name}", progress=self.show_progress,
         )
 
 
@@ -328,6 +329,7 @@ def train_progan(
     preset: str | None = None,
     seed: int = 0,
     resume: bool = False,
+    split: str | None = None,
     image_size: int | None = None,
     images_per_phase: int | None = None,
     images_per_phase_fade: int | None = None,
@@ -335,6 +337,10 @@ def train_progan(
     batch_size: int | None = None,
     batch_sizes: dict[int, int] | None = None,
     total_images: int | None = None,
+    lr: float | None = None,
+    ema_decay: float | None = None,
+    gp_lambda: float | None = None,
+    drift: float | None = None,
     max_steps: int | None = None,
     log_every: int = 50,
     sample_every: int = 500,
@@ -343,14 +349,16 @@ def train_progan(
     num_workers: int = 0,
     augment: bool = True,
     metrics_file: str = "metrics.csv",
-    progress: Callable[[float, str], None] | None = None,
+    progress: bool = True,
+    reporter: Callable[[float, str], None] | None = None,
 ) -> ProGANTrainResult:
     """Train (or with `resume`, continue from `out`/checkpoint.pt) a conditional ProGAN on a patch folder.
 
     `preset` defaults to progan-128 for a new run and to the checkpoint's for a resumed one.
     `image_size` is the final resolution (patches larger than it are box-downsampled); `images_per_phase`
     sets both phase lengths, `batch_size` every resolution's batch; `max_steps` stops this invocation
-    at that global step (a later `resume` goes on). Works on a CPU, one GPU or under `torchrun`.
+    at that global step (a later `resume` goes on); `progress` shows the bar, `reporter(fraction, message)`
+    receives the progress (a job's reporter). Works on a CPU, one GPU or under `torchrun`.
     """
     out = Path(out)
     for name, value in (("log_every", log_every), ("save_every", save_every)):
@@ -364,14 +372,15 @@ def train_progan(
         if resume:
             resume_ckpt = checkpoint_load(out / CHECKPOINT_NAME, kind=KIND, map_location="cpu")
         classes = resume_ckpt["extra"]["classes"] if resume_ckpt else None
-        dataset = PatchDataset(data, classes=classes)
+        dataset = PatchDataset(data, split=split, classes=classes)
         if batch_size is not None:
             batch_sizes = {2**k: batch_size for k in range(2, 12)} | dict(batch_sizes or {})
         overrides = dict(
             resolution=image_size,
             images_per_phase_fade=images_per_phase_fade or images_per_phase,
             images_per_phase_stable=images_per_phase_stable or images_per_phase,
-            batch_sizes=batch_sizes, total_images=total_images,
+            batch_sizes=batch_sizes, total_images=total_images, lr=lr, ema_decay=ema_decay, gp_lambda=gp_lambda,
+            drift=drift,
         )
         cfg = _config_for_run(preset=preset, overrides=overrides, num_classes=len(dataset.classes),
                               resume_ckpt=resume_ckpt)
@@ -386,7 +395,8 @@ def train_progan(
                                                          "classes": dataset.classes}, indent=2))
         trainer = ProGANTrainer(cfg=cfg, dataset=dataset, out=out, env=env, seed=seed, log_every=log_every,
                                 sample_every=sample_every, save_every=save_every, num_workers=num_workers,
-                                augment=augment, metrics_file=metrics_file, progress=progress)
+                                augment=augment, metrics_file=metrics_file, show_progress=progress,
+                                reporter=reporter)
         if resume_ckpt is not None:
             trainer.load(resume_ckpt)
         return trainer.run(max_steps=max_steps)

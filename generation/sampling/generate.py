@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from generation.training.checkpoint import checkpoint_load
 from generation.training.data import step_generator, to_uint8
@@ -123,7 +124,7 @@ def generate(request: GenerateRequest) -> GenerateResult:
         raise GenerateError(f"{ckpt['kind']} checkpoints take no sampler options; drop "
                             + ", ".join(f"--{k}" for k in given))
     if gen.accepts_sampler_options:
-        options = {"sampler": request.sampler or gen.default_sampler, "steps": request.steps or gen.default_steps,
+        options = {"sampler": request.sampler or gen.default_sampler, "steps": gen.default_steps if request.steps is None else request.steps,
                    "guidance": 1.0 if request.guidance is None else request.guidance}
     else:
         options = {}
@@ -139,7 +140,8 @@ def generate(request: GenerateRequest) -> GenerateResult:
             counters[y] += 1
         rows, arrays = [], []
         started = time.perf_counter()
-        for start in range(0, len(plan), request.batch_size):
+        for start in tqdm(range(0, len(plan), request.batch_size), desc="generate", unit="batch",
+                          disable=not request.progress):
             chunk = plan[start:start + request.batch_size]
             ys = torch.tensor([y for y, _ in chunk], dtype=torch.long)
             gens = [step_generator(request.seed, i, rank=y, stream=11) for y, i in chunk]

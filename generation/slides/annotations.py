@@ -176,10 +176,12 @@ def read_geojson_polygons(path: Path) -> list[list[list[tuple[float, float]]]]:
         features = data.get("features") or []
     elif isinstance(data, dict) and data.get("type") == "Feature":
         features = [data]
-    elif isinstance(data, dict) and "coordinates" in data or (isinstance(data, dict) and data.get("type") == "GeometryCollection"):
+    elif isinstance(data, dict) and ("coordinates" in data or data.get("type") == "GeometryCollection"):
         features = [{"type": "Feature", "geometry": data}]
     else:
-        raise AnnotationError(f"{path}: not GeoJSON (expected a FeatureCollection, Feature, list of Features or geometry)")
+        raise AnnotationError(
+            f"{path}: not GeoJSON (expected a FeatureCollection, Feature, list of Features or geometry)"
+        )
     for i, feature in enumerate(features):
         if not isinstance(feature, dict):
             raise AnnotationError(f"{path}: feature {i} is not an object")

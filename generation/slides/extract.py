@@ -40,13 +40,22 @@ from generation.slides.annotations import (
     mask_from_tissue,
 )
 from generation.slides.reader import Slide, SlideError
-from generation.slides.sampling import REASONS, SamplingConfig, SamplingCounts, SamplingError, sample_patches
+from generation.slides.sampling import (
+    REASONS,
+    SamplingConfig,
+    SamplingCounts,
+    SamplingError,
+    patch_size_level0,
+    sample_patches,
+)
 from generation.slides.splits import split_slides
 from generation.slides.stain import load_reference, make_normaliser
 
 # File suffixes of the formats OpenSlide reads.
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".czi", ".dcm")
-MANIFEST_COLUMNS = ("path", "slide_id", "patient_id", "label", "level", "x", "y", "size", "mpp", "tumour_fraction", "split")
+SLIDE_MANIFEST_COLUMNS = ("path", "slide_id", "level", "x", "y", "size", "mpp", "tumour_fraction")
+MANIFEST_COLUMNS = ("path", "slide_id", "patient_id", "label", "level", "x", "y", "size", "mpp", "tumour_fraction",
+                    "split")
 REPORT_COLUMNS = ("slide_id", "label", "patient_id", "split", "status", "kept", "candidates",
                   *(f"rejected_{r}" for r in REASONS), "mask_source", "warning", "error", "seconds")
 DONE = "DONE"
@@ -119,7 +128,9 @@ def read_labels(path: Path) -> list[SlideLabel]:
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in ("slide_id", "label") if c not in header]
     if missing:
-        raise ExtractError(f"{path}: header must have slide_id,label[,patient_id]; missing {', '.join(missing)} (found {header})")
+        raise ExtractError(
+            f"{path}: header must have slide_id,label[,patient_id]; missing {', '.join(missing)} (found {header})"
+        )
     reader.fieldnames = header
     labels: list[SlideLabel] = []
     seen: dict[str, int] = {}
@@ -137,7 +148,9 @@ def read_labels(path: Path) -> list[SlideLabel]:
         if not label:
             raise ExtractError(f"{path}, line {line}: slide {slide_id!r} has an empty label")
         if slide_id in seen:
-            raise ExtractError(f"{path}, line {line}: slide {slide_id!r} is listed again (first on line {seen[slide_id]})")
+            raise ExtractError(
+                f"{path}, line {line}: slide {slide_id!r} is listed again (first on line {seen[slide_id]})"
+            )
         seen[slide_id] = line
         labels.append(SlideLabel(slide_id=slide_id, label=label, patient_id=patient))
     if not labels:
@@ -157,7 +170,10 @@ def find_slides(slides_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
             continue
         found.setdefault(path.stem, []).append(path)
     slides = {sid: paths[0] for sid, paths in found.items() if len(paths) == 1}
-    clashes = {sid: f"several slide files: {', '.join(p.name for p in paths)}" for sid, paths in found.items() if len(paths) > 1}
+    clashes = {
+        sid: f"several slide files: {', '.join(p.name for p in paths)}"
+        for sid, paths in found.items() if len(paths) > 1
+    }
     return slides, clashes
 
 
@@ -180,8 +196,6 @@ def _mask_downsample(dimensions: tuple[int, int], patch_size: int) -> float:
 def extract_slide(job: SlideJob) -> dict:
     """Extract one slide into `out_dir/slides/<slide_id>` via a temporary folder. Never raises:
     the returned report says `done` or `failed` with the error."""
-    from generation.slides.sampling import patch_size_level0
-
     sid = job.slide.slide_id
     started = time.monotonic()
     report = _empty_report(job.slide)
@@ -222,7 +236,7 @@ def extract_slide(job: SlideJob) -> dict:
         if not rows:
             rejected = ", ".join(f"{k} {v}" for k, v in counts.rejected.items() if v) or "none"
             raise SamplingError(f"{sid}: no patch kept out of {counts.candidates} candidates (rejected: {rejected})")
-        _write_csv(tmp / "manifest.csv", ["path", "slide_id", "level", "x", "y", "size", "mpp", "tumour_fraction"], rows)
+        _write_csv(tmp / "manifest.csv", SLIDE_MANIFEST_COLUMNS, rows)
         report["status"] = "done"
         report["seconds"] = round(time.monotonic() - started, 3)
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
@@ -234,7 +248,8 @@ def extract_slide(job: SlideJob) -> dict:
     except (SlideError, AnnotationError, SamplingError, ValueError, OSError) as exc:
         _fail(report, str(exc), tmp, started)
     except Exception as exc:  # noqa: BLE001 - one slide's unexpected failure must not stop the others
-        _fail(report, f"{type(exc).__name__}: {exc} ({traceback.format_exc(limit=3).splitlines()[-2].strip()})", tmp, started)
+        where = traceback.format_exc(limit=3).splitlines()[-2].strip()
+        _fail(report, f"{type(exc).__name__}: {exc} ({where})", tmp, started)
     return report
 
 
@@ -316,7 +331,8 @@ def run_extraction(config: ExtractConfig) -> ExtractResult:
         if slide.slide_id in clashes:
             report.update(status="failed", error=f"{slide.slide_id}: {clashes[slide.slide_id]} in {config.slides_dir}")
         elif slide.slide_id not in slides:
-            report.update(status="failed", error=f"{slide.slide_id}: no slide file named {slide.slide_id}.<ext> in {config.slides_dir}")
+            report.update(status="failed",
+                          error=f"{slide.slide_id}: no slide file named {slide.slide_id}.<ext> in {config.slides_dir}")
         elif (done / DONE).exists():
             report = json.loads((done / "report.json").read_text())
             report["status"] = "skipped"

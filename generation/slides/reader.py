@@ -67,11 +67,11 @@ class Slide:
         return sum(values) / len(values) if values else None
 
     def level_for_downsample(self, downsample: float) -> int:
-        """The smallest level (most pixels) whose downsample is at most `downsample`: reading there
-        and resizing never upsamples."""
+        """The smallest level (most pixels) whose downsample is at most `downsample` (1 % slack, for
+        scanners whose levels are 4.0003x apart): reading there and resizing hardly ever upsamples."""
         best = 0
         for level, ds in enumerate(self.level_downsamples):
-            if ds <= downsample * (1 + 1e-6):
+            if ds <= downsample * 1.01:
                 best = level if ds >= self.level_downsamples[best] else best
         return best
 
@@ -121,6 +121,3 @@ def rgba_to_rgb(region: Image.Image) -> np.ndarray:
         return np.minimum(rgb, 255).astype(np.uint8)
     return np.asarray(region.convert("RGB"))
 
-
-def open_slide(path: Path | str) -> Slide:
-    return Slide(path)

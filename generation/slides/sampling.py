@@ -5,8 +5,8 @@ Candidates are the cells of a square grid with a seeded random offset, so patche
 a cell is a candidate when at least `tumour_fraction` of it lies in the tumour mask. Candidates are
 visited in a seeded random order, read at the pyramid level that needs the least reading without
 upsampling, checked for background (low saturation or near-white pixels) and blur (variance of
-the Laplacian, median over sub-blocks), optionally stain-normalised, and resized with antialiasing, until `per_slide` are
-kept. Every rejection is counted by its reason.
+the Laplacian, median over sub-blocks), optionally stain-normalised, and resized with antialiasing,
+until `per_slide` are kept. Every rejection is counted by its reason.
 """
 from __future__ import annotations
 

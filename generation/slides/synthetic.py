@@ -103,6 +103,7 @@ def write_slide(
                 extra = dict(resolution=(1e4 / (mpp * ds), 1e4 / (mpp * ds)), resolutionunit="CENTIMETER")
             tw.write(
                 tiles(ds, lw, lh), shape=(lh, lw, 3), dtype=np.uint8, tile=(TILE, TILE), photometric="rgb",
-                compression="zlib", compressionargs={"level": 1}, subfiletype=0 if k == 0 else 1, metadata=None, **extra,
+                compression="zlib", compressionargs={"level": 1}, subfiletype=0 if k == 0 else 1, metadata=None,
+                **extra,
             )
     return path

@@ -25,6 +25,8 @@ ema.py
 
 logging.py
     MetricsLog(path.csv|path.jsonl, *, resume_step=None, enabled=True).log(step, **metrics)
+        (a new log starts empty; with resume_step rows after that step are dropped)
+    metrics_read(path) -> list[dict]
     Progress(*, total, initial=0, desc, enabled).update(loss=..., images=n); .close()
 
 grids.py

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 class MetricsLog:
     """Append `{"step": s, ...}` rows to `path` (`.csv` or `.jsonl`).
 
-    With `resume_step`, rows logged after that step (by a run that died before its next checkpoint)
+    A new log (no `resume_step`) starts empty. With `resume_step`, rows logged after that step (by a run that died before its next checkpoint)
     are dropped first, so a resumed run's log reads as one uninterrupted run.
     """
 
@@ -32,12 +32,7 @@ class MetricsLog:
         self._write_all(rows)
 
     def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        if self.path.suffix == ".jsonl":
-            return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-        with self.path.open(newline="") as f:
-            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return metrics_read(self.path)
 
     def log(self, step: int, **metrics: float) -> None:
         if not self.enabled:
@@ -66,6 +61,17 @@ class MetricsLog:
                 writer = csv.DictWriter(f, fieldnames=fields)
                 writer.writeheader()
                 writer.writerows(rows)
+
+
+def metrics_read(path: str | Path) -> list[dict]:
+    """The rows of a metrics log (numbers parsed back from CSV); [] when there is none."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    with path.open(newline="") as f:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def _plain(v):

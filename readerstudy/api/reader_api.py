@@ -10,7 +10,7 @@ Thin views: parse, call one selector or service, respond. A study the user is no
 draft, answers 404 whoever asks; refusals carry `detail` (for people) and `code` (for the page).
 """
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
@@ -49,14 +49,21 @@ def _assignment_or_404(request: Request, study_id: int):
 
 
 class ReaderStudyListApi(APIView):
-    @extend_schema(responses=StudySummarySerializer(many=True))
+    @extend_schema(summary="The studies assigned to me, with progress", responses=StudySummarySerializer(many=True))
     def get(self, request: Request) -> ApiResponse:
         rows = selectors.reader_study_summaries(user=request.user)
         return ApiResponse(StudySummarySerializer(rows, many=True).data)
 
 
 class ReaderNextItemApi(APIView):
-    @extend_schema(responses=NextItemSerializer)
+    @extend_schema(
+        summary="My next item (recorded as shown the first time), or that I am done",
+        responses={
+            200: NextItemSerializer,
+            404: OpenApiResponse(description="not assigned to this study, or it is a draft"),
+            409: OpenApiResponse(description="the study is closed (code study_not_open)"),
+        },
+    )
     def get(self, request: Request, study_id: int) -> ApiResponse:
         assignment = _assignment_or_404(request, study_id)
         try:
@@ -67,7 +74,20 @@ class ReaderNextItemApi(APIView):
 
 
 class ReaderResponseApi(APIView):
-    @extend_schema(request=ResponseInputSerializer, responses=StoredResponseSerializer)
+    @extend_schema(
+        summary="Answer an item: idempotent on client_id; one answer per item",
+        request=ResponseInputSerializer,
+        responses={
+            201: StoredResponseSerializer,
+            200: OpenApiResponse(StoredResponseSerializer, description="a repeat of the same client_id, or a revision"),
+            400: OpenApiResponse(description="a malformed answer, or a confidence off the study's scale"),
+            404: OpenApiResponse(description="not assigned to this study, or no such item in it"),
+            409: OpenApiResponse(
+                description="already answered (revisions not allowed), study not open, item not shown yet, "
+                "or client_id used for another answer; `code` says which"
+            ),
+        },
+    )
     def post(self, request: Request, study_id: int) -> ApiResponse:
         assignment = _assignment_or_404(request, study_id)
         data = ResponseInputSerializer(data=request.data)

@@ -44,7 +44,8 @@ def _interval(request: Request) -> str:
     return interval
 
 
-@extend_schema(parameters=[INTERVAL_PARAM], responses={200: OpenApiTypes.OBJECT}, tags=["results"])
+@extend_schema(parameters=[INTERVAL_PARAM], responses={200: OpenApiTypes.OBJECT}, tags=["results"],
+               operation_id="admin_study_results")
 @api_view(["GET"])
 @permission_classes([IsAdminUser])
 def study_results(request: Request, study_id: int) -> Response:
@@ -55,8 +56,11 @@ def study_results(request: Request, study_id: int) -> Response:
 
 
 @extend_schema(
-    parameters=[INTERVAL_PARAM, OpenApiParameter("real_names", bool, description="user names instead of pseudonyms")],
-    responses={(200, "text/csv"): OpenApiTypes.STR}, tags=["results"],
+    parameters=[
+        INTERVAL_PARAM, OpenApiParameter("real_names", bool, description="user names instead of pseudonyms"),
+        OpenApiParameter("name", str, OpenApiParameter.PATH, enum=list(exports.EXPORT_NAMES)),
+    ],
+    responses={(200, "text/csv"): OpenApiTypes.STR}, tags=["results"], operation_id="admin_study_results_csv",
 )
 @api_view(["GET"])
 @renderer_classes([CSVRenderer, JSONRenderer])

@@ -97,8 +97,10 @@
     feedbackEl.hidden = true;
     showProgress(item);
     resetView();
-    img.classList.remove("ready");
-    img.src = item.image_url;
+    if (img.getAttribute("src") !== item.image_url) {
+      img.classList.remove("ready"); // shown again by the load event
+      img.src = item.image_url;
+    }
     if (item.preload_url) preloader.src = item.preload_url;
     mode = "rating";
     setStatus("");
@@ -282,6 +284,7 @@
 
   document.addEventListener("keydown", (ev) => {
     if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat) return;
+    if (ev.target instanceof HTMLAnchorElement) return; // Enter on a focused link follows it
     const key = ev.key;
     if (key === "Enter") {
       ev.preventDefault();

@@ -37,3 +37,22 @@ def tiny_config(**overrides):
     base = dict(base_channels=16, layers_per_block=1, attention_head_dim=16, batch_size=8, lr=3e-3,
                 ema_decay=0.9, grid_steps=2)
     return preset_config("tiny", **{**base, **overrides})
+
+
+def random_checkpoint(path: Path, *, classes=("A", "B"), **overrides) -> Path:
+    """A diffusion checkpoint with small random weights (outputs depend on input, time and label)."""
+    from generation.diffusion.unet import DiffusionUNet
+    from generation.training.checkpoint import checkpoint_save
+    from generation.training.ema import EMA
+
+    cfg = tiny_config(num_classes=len(classes), classes=tuple(classes), **overrides)
+    torch.manual_seed(0)
+    model = DiffusionUNet(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ema = EMA(model, 0.9)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # raw weights differ from the EMA
+    return checkpoint_save(path, kind="diffusion", config=cfg.to_dict(), model=model, ema=ema, step=3)

@@ -2,14 +2,11 @@
 known tumour regions, read through OpenSlide, to patches, manifest, report, splits and image sets."""
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError, ManagementUtility, call_command
 from PIL import Image
 
 from generation.slides.extract import ExtractConfig, ExtractError, read_labels, run_extraction
@@ -17,7 +14,6 @@ from generation.slides.sampling import SamplingConfig
 from generation.slides.synthetic import Rect, write_slide
 from readerstudy.models import ImageSet
 
-ROOT = Path(__file__).resolve().parents[2]
 SIZE = 1024
 TUMOUR = Rect(128, 128, 640, 640)
 OTHER_TISSUE = Rect(704, 128, 960, 960)  # tissue, not tumour: never sampled when annotated
@@ -162,12 +158,17 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 
 def test_bad_inputs_are_reported_per_slide_and_the_others_go_on(tmp_path):
-    rows = [("good", "A", "p1"), ("truncated", "A", "p2"), ("badmask", "A", "p3"), ("outside", "B", "p4"),
-            ("notumour", "B", "p5"), ("nofile", "B", "p6")]
-    slides, labels, ann = make_cohort(tmp_path, rows[:5])
+    rows = [("good", "A", "p1"), ("truncated", "A", "p2"), ("corrupt", "A", "p2"), ("badmask", "A", "p3"),
+            ("outside", "B", "p4"), ("notumour", "B", "p5")]
+    slides, labels, ann = make_cohort(tmp_path, rows)
     labels.write_text(labels.read_text() + "nofile,B,p6\n")
     data = (slides / "truncated.tiff").read_bytes()
     (slides / "truncated.tiff").write_bytes(data[: len(data) // 3])
+    # Garbage in the middle of the tile data (level 1, the level these patches are read from): it
+    # opens, but reading fails.
+    data = bytearray((slides / "corrupt.tiff").read_bytes())
+    data[int(len(data) * 0.82):int(len(data) * 0.97)] = b"\xff" * (int(len(data) * 0.97) - int(len(data) * 0.82))
+    (slides / "corrupt.tiff").write_bytes(bytes(data))
     (ann / "badmask.geojson").unlink()
     Image.fromarray(np.ones((64, 32), np.uint8)).save(ann / "badmask.png")
     write_geojson(ann / "outside.geojson", Rect(800, 800, 1200, 1100))
@@ -179,7 +180,8 @@ def test_bad_inputs_are_reported_per_slide_and_the_others_go_on(tmp_path):
     assert not result.ok
     report = {r["slide_id"]: r for r in result.reports}
     assert report["good"]["status"] == "done" and report["good"]["kept"] == 8
-    expected = {"truncated": "truncated.tiff", "badmask": "aspect", "outside": "outside the slide",
+    expected = {"truncated": "truncated.tiff", "corrupt": "cannot read region", "badmask": "aspect",
+                "outside": "outside the slide",
                 "notumour": "no tumour area", "nofile": "no slide file", "unlabelled": "no row in"}
     for sid, text in expected.items():
         assert report[sid]["status"] == "failed", sid
@@ -203,8 +205,9 @@ def test_stain_normalisation_runs_in_the_pipeline(tmp_path):
         assert result.ok
         rows = read_manifest(out)
         assert [(r["x"], r["y"]) for r in rows] == [(r["x"], r["y"]) for r in plain]
-        before = np.mean([np.asarray(Image.open(tmp_path / "plain" / r["path"])).reshape(-1, 3).mean(0) for r in plain], 0)
-        after = np.mean([np.asarray(Image.open(out / r["path"])).reshape(-1, 3).mean(0) for r in rows], 0)
+        mean_colour = lambda folder, rs: np.mean(  # noqa: E731
+            [np.asarray(Image.open(folder / r["path"])).reshape(-1, 3).mean(0) for r in rs], 0)
+        before, after = mean_colour(tmp_path / "plain", plain), mean_colour(out, rows)
         target = ref.reshape(-1, 3).mean(0)
         assert np.linalg.norm(after - target) < np.linalg.norm(before - target), method
 
@@ -255,17 +258,47 @@ def test_command_registers_one_real_image_set_per_split(tmp_path):
     assert ImageSet.objects.filter(name__startswith="lgg-").count() == 3
 
 
-def test_command_exit_status_is_non_zero_when_a_slide_failed(tmp_path):
+def test_command_exit_status_is_non_zero_when_a_slide_failed(tmp_path, capsys):
     slides, labels, ann = make_cohort(tmp_path, [("s1", "A", "p1")])
     labels.write_text(labels.read_text() + "ghost,B,p2\n")
-    env = dict(os.environ, HISTOSYNTH_VAR_DIR=str(tmp_path / "var"))
-    cmd = [sys.executable, "manage.py", "extract_patches", "--slides", str(slides), "--labels", str(labels),
-           "--annotations", str(ann), "--out", str(tmp_path / "out"), "--patch-size", "128", "--per-slide", "3",
-           "--out-size", "32", "--verbosity", "0"]
-    failed = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    assert failed.returncode == 1, failed.stderr
-    assert "ghost" in failed.stderr and "1 slide(s) failed" in failed.stderr
+    argv = ["manage.py", "extract_patches", "--slides", str(slides), "--labels", str(labels),
+            "--annotations", str(ann), "--out", str(tmp_path / "out"), "--patch-size", "128", "--per-slide", "3",
+            "--out-size", "32", "--verbosity", "0", "--skip-checks"]
+    with pytest.raises(SystemExit) as exit_info:
+        ManagementUtility(argv).execute()  # as from the shell: CommandError becomes the exit status
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "ghost" in err and "1 slide(s) failed" in err
     assert len(read_manifest(tmp_path / "out")) == 3  # the good slide is extracted all the same
-    labels.write_text("slide_id,label,patient_id\ns1,A,p1\n")
-    ok = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr
+
+
+def test_command_succeeds_and_resumes_when_every_slide_is_fine(tmp_path, capsys):
+    slides, labels, ann = make_cohort(tmp_path, [("s1", "A", "p1")])
+    args = dict(slides=str(slides), labels=str(labels), annotations=str(ann), out=str(tmp_path / "out"),
+                patch_size=128, per_slide=3, out_size=32, verbosity=0)
+    call_command("extract_patches", **args)  # no CommandError: exit status 0
+    call_command("extract_patches", **args)
+    assert "3 patches from 1 slides" in capsys.readouterr().out
+    assert len(read_manifest(tmp_path / "out")) == 3
+
+
+@pytest.mark.django_db
+def test_registration_is_all_or_nothing(tmp_path, settings):
+    from generation.services.patches import patch_image_sets_register
+    from readerstudy.services.imagesets import ImageSetError
+
+    rows = [(f"s{i}", "A", f"p{i}") for i in range(3)]
+    slides, labels, ann = make_cohort(tmp_path, rows)
+    out = tmp_path / "out"
+    assert run_extraction(config(slides, labels, ann, out, split=(0.34, 0.33, 0.33))).ok
+    manifest = read_manifest(out)
+    last = max(manifest, key=lambda r: ("train", "val", "test").index(r["split"]))
+    (out / last["path"]).write_bytes(b"not a png")  # the last split registered has a broken file
+    with pytest.raises(ImageSetError, match="not a readable image"):
+        patch_image_sets_register(out_dir=out, name_prefix="x")
+    assert not ImageSet.objects.filter(name__startswith="x-").exists()
+    stored = [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+    assert stored == []  # the sets registered before the failure left no files behind
+    (out / last["path"]).unlink()
+    with pytest.raises(ImageSetError, match=r"line \d+: patch file .* does not exist"):
+        patch_image_sets_register(out_dir=out, name_prefix="x")

@@ -32,18 +32,31 @@ def test_command_reports_bad_input_clearly(tmp_path):
                      "--preset", "tiny", "--device", "cpu", "--resume")
 
 
-def test_job_parameters_reach_the_trainer(tmp_path):
-    from jobs.runners import call_with_supported
+class _Reporter:
+    """Stands in for the job's reporter: callable with (fraction, message), plus `progress`."""
 
-    from generation.progan.train import train_progan
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, fraction=None, message="", *, force=False):
+        self.calls.append((fraction, message))
+
+    progress = __call__
+
+    def log(self, line, *, force=False):
+        self.calls.append((None, line))
+
+
+def test_admin_job_parameters_reach_the_trainer(tmp_path):
+    from jobs.runners import run_train_progan, runner_validate
 
     data = _write_patches(tmp_path / "patches")
-    seen = []
-    result = call_with_supported(
-        train_progan,
-        dict(data=str(data), out=str(tmp_path / "run"), preset="tiny", image_size=8, images_per_phase=8,
-             batch_size=4, seed=3, device="cpu", log_every=1),
-        lambda fraction, message: seen.append((fraction, message)),
-    )
-    assert (result.step, result.resolution) == (6, 8)  # 4 px stable, 8 px fade + stable: 24 images
-    assert seen and seen[-1][0] == pytest.approx(1.0)
+    params = runner_validate(kind="train_progan", params=dict(
+        data=str(data), out=str(tmp_path / "run"), preset="tiny", image_size="8", images_per_phase="8",
+        batch_size="4", seed="3"))
+    reporter = _Reporter()
+    result = run_train_progan(params, reporter)
+    ckpt = checkpoint_load(tmp_path / "run", kind="progan")
+    assert (ckpt["step"], ckpt["extra"]["resolution"]) == (6, 8)  # 4 px stable, 8 px fade + stable: 24 images
+    assert result["checkpoint"] == str(tmp_path / "run" / "checkpoint.pt")
+    assert [c for c in reporter.calls if c[0] is not None][-1][0] == pytest.approx(1.0)

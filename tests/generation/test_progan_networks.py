@@ -153,3 +153,14 @@ def test_paper_scale_channels():
     cfg = preset_config("progan-128")
     assert cfg.resolutions == [4, 8, 16, 32, 64, 128]
     assert [cfg.channels(r) for r in cfg.resolutions] == [512, 512, 512, 512, 256, 128]
+
+
+def test_full_growth_path_to_128_pixels_with_few_channels():
+    cfg = preset_config("progan-128", fmap_base=32, fmap_max=4, latent_dim=4, label_embed_dim=2)
+    g, d = Generator(cfg), Discriminator(cfg)
+    z, y = torch.randn(2, 4), torch.tensor([0, 1])
+    with torch.no_grad():
+        for depth, alpha in ((4, 0.5), (5, 0.5), (5, 1.0)):
+            img = g(z, y, depth, alpha)
+            assert img.shape == (2, 3, cfg.resolutions[depth], cfg.resolutions[depth])
+            assert d(img, y, depth, alpha).shape == (2,)

@@ -54,5 +54,9 @@ def test_batch_size_parsing_and_errors():
         preset_config("tiny", resolution=64)
     with pytest.raises(ConfigError, match="preset 'huge'"):
         preset_config("huge")
+    with pytest.raises(ConfigError, match="lr=0: must be positive"):
+        preset_config("tiny", lr=0)
+    with pytest.raises(ConfigError, match="ema_decay=1.0"):
+        preset_config("tiny", ema_decay=1.0)
     with pytest.raises(ConfigError, match="resolution=12"):
         preset_config("tiny", resolution=12)

@@ -52,15 +52,10 @@ def test_tiny_config_grows_from_4_to_16_pixels(data, tmp_path):
     assert all(np.isfinite(r["loss"]) and np.isfinite(r["g_loss"]) for r in rows)
     ckpt = checkpoint_load(out, kind="progan")
     assert ckpt["step"] == 20 and ckpt["extra"]["resolution"] == 16 and ckpt["extra"]["classes"] == ["KRAS", "WT"]
-    grids = sorted(p.name for p in (out / "samples").iterdir())
+    grids = sorted(p.name for p in (out / "grids").iterdir())
     assert grids[0] == "step_0000004_4px.png" and grids[-1] == "step_0000020_16px.png"
-    with Image.open(out / "samples" / grids[-1]) as img:  # 2 rows (classes) of 8 samples, 16 px + padding
+    with Image.open(out / "grids" / grids[-1]) as img:  # 2 rows (classes) of 8 samples, 16 px + padding
         assert img.size == (8 * 18 + 2, 2 * 18 + 2)
-
-
-def _state(out):
-    ckpt = checkpoint_load(out, kind="progan")
-    return ckpt
 
 
 def _assert_same_tensors(a, b, where):
@@ -84,7 +79,7 @@ def test_resume_mid_fade_equals_an_uninterrupted_run(data, tmp_path):
     assert (first.step, first.images_seen, first.resolution, first.alpha) == (6, 24, 8, 0.25)  # mid-fade
     resumed = train_progan(data=data, out=split, total_images=56, resume=True, **RUN)
     assert resumed.step == 14 and resumed.resolution == 16
-    a, b = _state(full), _state(split)
+    a, b = checkpoint_load(full, kind="progan"), checkpoint_load(split, kind="progan")
     for key in ("model", "ema", "optimizer"):
         _assert_same_tensors(a[key], b[key], key)
     for key in ("discriminator", "d_optimizer", "images_seen", "alpha"):

@@ -94,7 +94,8 @@ def test_slide_without_resolution_has_no_mpp(tmp_path):
 def test_geojson_polygon_with_hole_and_multipolygon(tmp_path):
     outer, hole = Rect(100, 100, 500, 500), Rect(200, 200, 300, 300)
     path = tmp_path / "a.geojson"
-    multi = {"type": "MultiPolygon", "coordinates": [[Rect(600, 600, 700, 700).polygon()], [Rect(800, 0, 900, 50).polygon()]]}
+    parts = [[Rect(600, 600, 700, 700).polygon()], [Rect(800, 0, 900, 50).polygon()]]
+    multi = {"type": "MultiPolygon", "coordinates": parts}
     features = [
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [outer.polygon(), hole.polygon()]}},
         {"type": "Feature", "geometry": multi},

@@ -87,7 +87,7 @@ def test_admin_launch_form_creates_and_runs_a_job(staff_client, fake_runner, dja
     assert response.status_code == 302 and response["Location"] == reverse("admin:jobs_job_change", args=[job.pk])
     assert job.state == Job.State.SUCCEEDED and job.result == {"fid": 12.5}
     assert fake_runner == [{"real": "real-set", "fake": "fake-set", "features": "random-inception",
-                            "per_label": False}]
+                            "per_label": False, "seed": 0}]
     missing = staff_client.post(url, {"real": "real-set"})
     assert missing.status_code == 200 and Job.objects.count() == 1
 

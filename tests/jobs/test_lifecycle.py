@@ -236,3 +236,28 @@ def test_missing_owner_function_gives_a_clear_job_error(django_capture_on_commit
     job.refresh_from_db()
     assert job.state == Job.State.FAILED
     assert "diffusion training" in job.error and "not available in this installation" in job.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_embedded_server_runs_launched_jobs_in_a_background_thread(settings, monkeypatch):
+    import threading
+    import time
+
+    settings.JOBS_EAGER_IN_THREAD = True
+    monkeypatch.setattr(services, "REPORT_INTERVAL", 0.0)
+    release = threading.Event()
+
+    def fn(params, reporter):
+        release.wait(10)
+        return {"thread": threading.current_thread().name}
+
+    monkeypatch.setitem(RUNNERS, KIND, Runner(KIND, fn))
+    job = job_create(kind=KIND, params={})  # autocommit: enqueued at once, returns while it runs
+    assert Job.objects.get(pk=job.pk).state in (Job.State.QUEUED, Job.State.RUNNING)
+    release.set()
+    for _ in range(100):
+        job.refresh_from_db()
+        if job.state == Job.State.SUCCEEDED:
+            break
+        time.sleep(0.1)
+    assert job.state == Job.State.SUCCEEDED and job.result == {"thread": f"job-{job.pk}"}

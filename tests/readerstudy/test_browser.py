@@ -120,3 +120,25 @@ def test_a_reader_works_through_a_study_with_the_keyboard_leaves_and_resumes(bro
     assignment.refresh_from_db()
     assert assignment.finished_at is not None
     assert not errors, errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_where_the_study_allows_it_the_reader_changes_the_previous_answer_with_the_keyboard(browser, live_server):
+    reader = make_user("reviser")
+    study = make_study(n_real=2, n_synthetic=1, readers=[reader], allow_revision=True)
+    order = [StudyItem.objects.get(pk=pk).token for pk in study.assignments.get().item_order]
+    errors = []
+    context, page = _open_page(browser, errors)
+    _log_in(page, live_server.url, reader)
+    page.goto(f"{live_server.url}/studies/{study.pk}/rate/")
+    _rate_shown_item(page, order[0], "1 / 3", ("r", "2", "Enter"))
+    _rate_shown_item(page, order[1], "2 / 3", ("b",))
+    _rate_shown_item(page, order[0], "1 / 3", ("a", "5", "Enter"))
+    _rate_shown_item(page, order[1], "2 / 3", ("r", "1", "Enter"))
+    _rate_shown_item(page, order[2], "3 / 3", ("r", "3", "Enter"))
+    page.wait_for_url(f"{live_server.url}/studies/{study.pk}/done/")
+    context.close()
+    first = Response.objects.get(item__token=order[0])
+    assert (first.answer, first.confidence) == ("synthetic", 5) and first.revised_at is not None
+    assert Response.objects.count() == 3
+    assert not errors, errors

@@ -127,6 +127,11 @@ def test_running_study_with_no_answers_renders(client, db):
     assert client.get(f"/results/{study.pk}/").status_code == 200
     for name in ("forest", "confidence", "roc", "calibration"):
         assert client.get(f"/results/{study.pk}/plots/{name}.png").content[:8] == b"\x89PNG\r\n\x1a\n"
+    body = client.get(f"/api/admin/studies/{study.pk}/results/").json()
+    assert body["tables"]["pooled"][0]["n"] == 0 and body["tables"]["pooled"][0]["accuracy"] is None
+    for name in ("responses", "per_reader", "per_image", "agreement"):
+        response = client.get(f"/results/{study.pk}/export/{name}.csv")
+        assert response.status_code == 200 and response.content.decode().count("\n") >= 1
 
 
 @pytest.mark.django_db
@@ -184,3 +189,14 @@ def test_results_api_is_staff_only_and_serves_json_and_csv(client, study):
     assert csv.content.decode().splitlines()[0].startswith("reader,n,correct,accuracy")
     assert client.get(f"/api/admin/studies/{study.pk}/results/nope.csv").status_code == 404
     assert client.get(url + "?interval=bogus").status_code == 400
+
+
+@pytest.mark.django_db
+def test_cached_summary_follows_an_answer_edited_in_place(study):
+    before = results_selectors.study_summary(study=study, n_bootstrap=20)
+    response = Response.objects.filter(assignment__study=study, item__role="main").select_related("item").first()
+    response.answer = "real" if response.answer == "synthetic" else "synthetic"
+    response.save(update_fields=["answer"])  # no revised_at: edited behind the app's back
+    after = results_selectors.study_summary(study=study, n_bootstrap=20)
+    change = 1 if response.answer == response.item.truth else -1
+    assert after["pooled"]["correct"].iloc[0] == before["pooled"]["correct"].iloc[0] + change

@@ -68,4 +68,5 @@ class Command(BaseCommand):
             except ImageSetError as exc:
                 raise CommandError(f"patches kept in {config.out_dir}, but not registered: {exc}") from exc
             for split, image_set in sets.items():
-                self.stdout.write(f"registered image set {image_set.name!r} ({image_set.images.count()} {split} patches)")
+                count = image_set.images.count()
+                self.stdout.write(f"registered image set {image_set.name!r} ({count} {split} patches)")

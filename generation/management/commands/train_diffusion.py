@@ -1,5 +1,6 @@
 """`manage.py train_diffusion`: train the class-conditional diffusion model (a thin wrapper over
 `generation.diffusion.train.train`; also runs under `torchrun ... manage.py train_diffusion`)."""
+import os
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -7,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from generation.diffusion.config import PRESETS, ConfigError, preset_config
 from generation.training.checkpoint import CheckpointError
 from generation.training.data import DataError
-from generation.training.distributed import DeviceError
+from generation.training.distributed import DeviceError, distributed_cleanup
 from generation.training.loop import NonFiniteLossError
 
 # command option -> DiffusionConfig field (hyperparameters, fixed for the life of a run)
@@ -74,7 +75,10 @@ class Command(BaseCommand):
             checkpoint = train(config, options)
         except (ConfigError, DataError, CheckpointError, DeviceError, NonFiniteLossError, FileExistsError) as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"checkpoint {checkpoint}")
+        finally:
+            distributed_cleanup()
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, only the main process reports
+            self.stdout.write(f"checkpoint {checkpoint}")
 
 
 def _checkpoint_preset(out: Path) -> str:

@@ -14,7 +14,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--data", required=True, help="patch folder: manifest.csv (path,label) or class sub-folders")
-        parser.add_argument("--out", required=True, help="run folder: checkpoint.pt, metrics.csv, samples/")
+        parser.add_argument("--out", required=True, help="run folder: checkpoint.pt, metrics.csv, grids/")
         parser.add_argument("--preset", choices=sorted(PRESETS),
                             help="progan-128 (the paper's scale) or tiny; default progan-128, or the checkpoint's with --resume")
         parser.add_argument("--image-size", type=int, help="final resolution (default: the preset's)")
@@ -22,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--images-per-phase-stable", type=int, help="images per stable phase (600k)")
         parser.add_argument("--batch-sizes", help="per resolution, e.g. 4:128,8:128,16:128,32:64,64:32,128:16, "
                                                   "or one number for all")
+        parser.add_argument("--split", help="only manifest rows with this split (e.g. train)")
         parser.add_argument("--total-images", type=int, help="images in all (default: to the end of the last phase)")
         parser.add_argument("--max-steps", type=int, help="stop this invocation at this global step")
         parser.add_argument("--seed", type=int, default=0)
@@ -32,7 +33,13 @@ class Command(BaseCommand):
         parser.add_argument("--log-every", type=int, default=50)
         parser.add_argument("--sample-every", type=int, default=500, help="steps between sample grids (0: never)")
         parser.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints")
-        parser.add_argument("--metrics-file", default="metrics.csv", help="metrics.csv or metrics.jsonl")
+        parser.add_argument("--metrics-file", default="metrics.csv", choices=["metrics.csv", "metrics.jsonl"])
+        parser.add_argument("--no-progress", action="store_true")
+        hyper = parser.add_argument_group("hyperparameters (default: the preset's; fixed on --resume)")
+        hyper.add_argument("--lr", type=float, help="Adam learning rate (1e-3)")
+        hyper.add_argument("--ema-decay", type=float, help="generator EMA (0.999)")
+        hyper.add_argument("--gp-lambda", type=float, help="gradient penalty weight (10)")
+        hyper.add_argument("--drift", type=float, help="drift term weight (0.001)")
 
     def handle(self, *args, **o):
         from generation.progan.train import train_progan
@@ -46,6 +53,8 @@ class Command(BaseCommand):
                 total_images=o["total_images"], max_steps=o["max_steps"], log_every=o["log_every"],
                 sample_every=o["sample_every"], save_every=o["save_every"], device=o["device"],
                 num_workers=o["num_workers"], augment=not o["no_augment"], metrics_file=o["metrics_file"],
+                split=o["split"], lr=o["lr"], ema_decay=o["ema_decay"], gp_lambda=o["gp_lambda"], drift=o["drift"],
+                progress=not o["no_progress"],
             )
         except (ConfigError, DataError, CheckpointError, DeviceError, NonFiniteLossError) as exc:
             raise CommandError(str(exc)) from exc

@@ -4,6 +4,7 @@ Thin wrapper around `jobs.demo.demo_run` (scikit-image's IHC sample to an open, 
 an admin and two readers), then Django's development server on 127.0.0.1. Run again, it reuses
 everything that exists.
 """
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
@@ -33,4 +34,6 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING("No study was built: see the messages above."))
         if no_serve:
             return
+        # Jobs launched from the admin while the demo serves run in a thread of this process.
+        settings.JOBS_EAGER_IN_THREAD = True
         call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)

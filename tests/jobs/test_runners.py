@@ -1,0 +1,101 @@
+"""Runners call their owners' real functions: patch extraction from small pyramidal TIFF slides,
+with its image sets registered, and a bad slide failing the job with the slide named."""
+import pytest
+
+from generation.slides.synthetic import Rect, write_slide
+from jobs.models import Job
+from jobs.services import job_create
+from readerstudy.models import ImageSet
+
+
+def cohort(tmp_path, corrupt: bool = False):
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    rows = []
+    for i, (sid, label) in enumerate([("s1", "A"), ("s2", "B")]):
+        write_slide(slides / f"{sid}.tiff", 1024, 1024, tissue=[Rect(128, 128, 768, 768)], seed=i)
+        rows.append(f"{sid},{label},p{i}\n")
+    if corrupt:
+        (slides / "s3.tiff").write_bytes(b"II*\x00 truncated")
+        rows.append("s3,A,p9\n")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("slide_id,label,patient_id\n" + "".join(rows))
+    return slides, labels
+
+
+@pytest.mark.django_db
+def test_extract_patches_job_registers_real_sets(tmp_path, django_capture_on_commit_callbacks):
+    slides, labels = cohort(tmp_path)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_create(kind=Job.Kind.EXTRACT_PATCHES, params={
+            "slides": str(slides), "labels": str(labels), "out": str(tmp_path / "out"), "patch_size": 128,
+            "out_size": 32, "per_slide": 3, "split": "0.5,0,0.5", "register_name": "cohort", "seed": 1,
+        })
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED, job.error
+    assert job.result["patches"] == 6 and job.result["failed_slides"] == []
+    sets = ImageSet.objects.filter(name__startswith="cohort-")
+    assert sets.exists() and all(s.kind == "real" for s in sets)
+    assert sum(s.images.count() for s in sets) == 6
+    assert set(job.result["image_sets"].values()) == {s.name for s in sets}
+
+
+@pytest.mark.django_db
+def test_extract_patches_job_fails_naming_the_bad_slide(tmp_path, django_capture_on_commit_callbacks):
+    slides, labels = cohort(tmp_path, corrupt=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_create(kind=Job.Kind.EXTRACT_PATCHES, params={
+            "slides": str(slides), "labels": str(labels), "out": str(tmp_path / "out"), "patch_size": 128,
+            "out_size": 32, "per_slide": 2, "register_name": "cohort",
+        })
+    job.refresh_from_db()
+    assert job.state == Job.State.FAILED
+    assert "1 slide(s) failed" in job.error and "s3" in job.error and "FAILED s3" in job.log_tail
+    assert not ImageSet.objects.exists()
+
+
+@pytest.mark.django_db
+def test_warnings_of_the_function_reach_the_job_log(tmp_path, django_capture_on_commit_callbacks):
+    slides, labels = cohort(tmp_path)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_create(kind=Job.Kind.EXTRACT_PATCHES, params={
+            "slides": str(slides), "labels": str(labels), "out": str(tmp_path / "out"), "patch_size": 128,
+            "out_size": 32, "per_slide": 1,
+        })
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED
+    assert "WARNING TissueDetectionWarning: s1: no annotation" in job.log_tail
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metrics_watcher_reports_progress_and_cancels_a_function_without_callback(tmp_path, monkeypatch):
+    """For a trainer that only writes its metrics log: progress follows the log, and a cancel stops it."""
+    import time
+
+    from jobs import services
+    from jobs.runners import RUNNERS, MetricsWatcher, Runner
+    from jobs.services import job_cancel
+
+    monkeypatch.setattr(services, "REPORT_INTERVAL", 0.0)
+    seen = []
+    log = tmp_path / "metrics.csv"
+
+    def trainer(params, reporter):
+        with MetricsWatcher(reporter, log, total=100, interval=0.05):
+            log.write_text("step,loss\n")
+            for step in range(1, 101):
+                with log.open("a") as fh:
+                    fh.write(f"{step},{1 / step}\n")
+                if step == 5:
+                    time.sleep(0.5)
+                    seen.append(Job.objects.get().progress)
+                    job_cancel(job=Job.objects.get())
+                time.sleep(0.05)
+        return {"finished": True}
+
+    monkeypatch.setitem(RUNNERS, Job.Kind.TRAIN_DIFFUSION, Runner(Job.Kind.TRAIN_DIFFUSION, trainer))
+    job = job_create(kind=Job.Kind.TRAIN_DIFFUSION, params={})  # autocommit: runs at once
+    job.refresh_from_db()
+    assert seen and seen[0] == pytest.approx(0.05)
+    assert job.state == Job.State.CANCELLED, job.error
+    assert job.result == {} and job.progress < 0.5  # stopped long before the end
