@@ -7,7 +7,8 @@ It (re)creates the database `histosynth_bench` on the PostgreSQL server of `--po
 (default: $BENCH_POSTGRES_URL or postgres://postgres@127.0.0.1:5432), migrates it, makes a study of
 `--items` blinded 128 px images (half real, half synthetic), `--readers` reader accounts assigned
 to it, starts gunicorn in production mode (DEBUG off) on a free loopback port, and runs one thread
-per reader: log in, then until done: GET /api/reader/studies/<id>/next/, GET the image, POST
+per reader: log in, then until done: GET /api/reader/studies/<id>/next/, GET the image, wait
+`--think` seconds on average (0: a closed loop, the server's throughput limit), POST
 /api/reader/studies/<id>/responses/ (with the CSRF token). It prints p50/p95/p99 latencies per request
 type, the answers and requests per second, then stops gunicorn and drops the database.
 """
@@ -85,8 +86,10 @@ print(study.pk)
 
 
 class Reader(threading.Thread):
-    def __init__(self, base: str, study_id: int, username: str, password: str, seed: int, barrier: threading.Barrier):
+    def __init__(self, base: str, study_id: int, username: str, password: str, seed: int, barrier: threading.Barrier,
+                 think: float = 0.0):
         super().__init__(daemon=True)
+        self.think = think
         self.base, self.study_id, self.username, self.password = base, study_id, username, password
         self.rng = random.Random(seed)
         self.barrier = barrier
@@ -133,6 +136,8 @@ class Reader(threading.Thread):
             body = nxt.json()
             if body["done"]:
                 return
+            if self.think:  # a reader looks at the image before answering
+                time.sleep(self.rng.expovariate(1 / self.think))
             image = self._timed("image", session.get, f"{self.base}{body['image_url']}", cookies=cookies, timeout=30)
             if image.status_code != 200:
                 self.errors.append(f"image: {image.status_code}")
@@ -157,6 +162,8 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=50)
     parser.add_argument("--items", type=int, default=40, help="items in the study (each reader answers all)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="mean seconds a reader looks at an image before answering (0: answer at once)")
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"))
     args = parser.parse_args()
 
@@ -186,7 +193,8 @@ def main() -> None:
             base = f"http://127.0.0.1:{port}"
             _wait_up(base, gunicorn)
             barrier = threading.Barrier(args.readers)
-            readers = [Reader(base, study_id, f"bench{i:03d}", password, i, barrier) for i in range(args.readers)]
+            readers = [Reader(base, study_id, f"bench{i:03d}", password, i, barrier, args.think)
+                       for i in range(args.readers)]
             for r in readers:
                 r.start()
             started = time.perf_counter()
@@ -205,8 +213,8 @@ def main() -> None:
     errors = [e for r in readers for e in r.errors]
     answers = sum(r.answers for r in readers)
     requests_done = sum(len(v) for r in readers for v in r.timings.values())
-    print(f"\n{args.readers} concurrent readers, gunicorn --workers {args.workers}, PostgreSQL, "
-          f"{os.cpu_count()} CPUs; {answers} answers in {seconds:.1f} s")
+    print(f"\n{args.readers} concurrent readers (think time {args.think:g} s), gunicorn --workers {args.workers}, "
+          f"PostgreSQL, {os.cpu_count()} CPUs; {answers} answers in {seconds:.1f} s")
     print(f"{'request':<28}{'n':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
     for kind, label in (("answer", "POST responses (answer)"), ("next", "GET next"), ("image", "GET image")):
         values = [v for r in readers for v in r.timings[kind]]

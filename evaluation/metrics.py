@@ -117,39 +117,34 @@ def kth_neighbour_distances(features, k: int, block: int = DISTANCE_BLOCK) -> np
     return np.sqrt(out)
 
 
-def _share_inside_balls(points, centres, radii, block: int) -> float:
-    """Share of `points` that lie inside at least one ball (centre, radius), boundary included."""
-    inside = np.zeros(len(points), dtype=bool)
-    squared_radii = np.asarray(radii) ** 2
-    for start, d in pairwise_squared_distances(points, centres, block):
-        inside[start : start + len(d)] = (d <= squared_radii[None, :]).any(axis=1)
-    return float(inside.mean())
-
-
 def precision_recall(real_features, fake_features, k: int = 3, *, block: int = DISTANCE_BLOCK) -> tuple[float, float]:
     """Improved precision (share of fakes inside the real manifold) and recall (share of reals inside
-    the fake manifold); each manifold is the union of balls reaching each sample's k-th neighbour."""
+    the fake manifold); each manifold is the union of balls reaching each sample's k-th neighbour,
+    boundary included (guided-diffusion's `ManifoldEstimator`). One pass over fake x real distances
+    serves both."""
     real, fake = np.asarray(real_features, np.float64), np.asarray(fake_features, np.float64)
-    real_radii = kth_neighbour_distances(real, k, block)
-    fake_radii = kth_neighbour_distances(fake, k, block)
-    precision = _share_inside_balls(fake, real, real_radii, block)
-    recall = _share_inside_balls(real, fake, fake_radii, block)
-    return precision, recall
+    real_r2 = kth_neighbour_distances(real, k, block) ** 2
+    fake_r2 = kth_neighbour_distances(fake, k, block) ** 2
+    fake_inside = np.zeros(len(fake), dtype=bool)
+    real_inside = np.zeros(len(real), dtype=bool)
+    for start, d in pairwise_squared_distances(fake, real, block):
+        fake_inside[start : start + len(d)] = (d <= real_r2[None, :]).any(axis=1)
+        real_inside |= (d <= fake_r2[start : start + len(d), None]).any(axis=0)
+    return float(fake_inside.mean()), float(real_inside.mean())
 
 
 def density_coverage(real_features, fake_features, k: int = 5, *, block: int = DISTANCE_BLOCK) -> tuple[float, float]:
     """Density (mean number of real k-NN balls holding each fake, over k) and coverage (share of real
     balls holding at least one fake), with the strict inequalities of Naeem et al.'s `prdc`."""
     real, fake = np.asarray(real_features, np.float64), np.asarray(fake_features, np.float64)
-    squared_radii = kth_neighbour_distances(real, k, block) ** 2
+    real_r2 = kth_neighbour_distances(real, k, block) ** 2
     count = 0
-    for _, d in pairwise_squared_distances(fake, real, block):
-        count += int((d < squared_radii[None, :]).sum())
-    density = count / (k * len(fake))
     covered = np.zeros(len(real), dtype=bool)
-    for start, d in pairwise_squared_distances(real, fake, block):
-        covered[start : start + len(d)] = d.min(axis=1) < squared_radii[start : start + len(d)]
-    return float(density), float(covered.mean())
+    for _, d in pairwise_squared_distances(fake, real, block):
+        inside = d < real_r2[None, :]
+        count += int(inside.sum())
+        covered |= inside.any(axis=0)
+    return float(count / (k * len(fake))), float(covered.mean())
 
 
 def _polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef0: float) -> np.ndarray:

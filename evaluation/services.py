@@ -7,6 +7,7 @@ hash, the calibrated flag and the warnings.
 """
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -77,13 +78,25 @@ def metric_evaluation_run(
         sources[0], sources[1], parse_metrics(metrics), per_label, extractor, batch_size=batch_size, seed=seed,
         kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, is_split_size=is_split_size, progress=progress,
     )
-    return {"result": result, "metric_result_ids": []}
+    return {"result": _json_safe(result), "metric_result_ids": []}
 
 
 def _extractor(*, features: str, weights_path):
     if features not in EXTRACTORS:
         raise EvaluationInputError(f"features {features!r}: expected inception or random-inception")
     return load_extractor(features, weights_path=weights_path or settings.INCEPTION_WEIGHTS)
+
+
+def _json_safe(value):
+    """Infinite or NaN floats (a ratio to a zero distance, a covariance of one image) become None:
+    PostgreSQL's JSON refuses them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def metric_result_create(
@@ -107,6 +120,7 @@ def metric_result_create(
             grid_path=grid, real_cache=_cache_path(real_set, extractor.name),
             fake_cache=_cache_path(fake_set, extractor.name), progress=progress,
         )
+        result = _json_safe(result)
         with transaction.atomic():
             rows = []
             for scope in [result["overall"], *result["per_label"]]:

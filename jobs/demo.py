@@ -45,8 +45,8 @@ class DemoConfig:
     progan_images_per_phase: int = 480
     progan_batch: int = 8
     per_label: int = 24  # generated images per label and generator
-    sampler: str = "ddim"
-    sample_steps: int = 20
+    sampler: str = "ddpm"  # respaced ancestral sampling: the least noisy for a model trained this briefly
+    sample_steps: int = 50
     per_synthetic: int = 12  # study: this many from each generator, as many real as both together
     metrics: tuple[str, ...] = ("fid", "is", "pr", "kid", "dc", "mem")
     seed: int = 0

@@ -77,3 +77,22 @@ def test_a_file_without_statistics_is_refused(tmp_path):
     np.savez(path, arr_0=np.zeros((2, 8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match="no reference statistics"):
         load_statistics(path)
+
+
+def test_evaluate_reads_a_statistics_file_as_the_real_side(tmp_path, extractor):
+    from evaluation.evaluate import evaluate
+    from evaluation.metrics import frechet_distance
+
+    real = FolderSource(_folder(tmp_path / "real", 4, 2))
+    fake = _folder(tmp_path / "fake", 4, 3)
+    real_stats = compute_statistics(real, extractor, batch_size=4)
+    path = save_statistics(tmp_path / "real_ref.npz", real_stats)
+    result = evaluate(path, fake, "fid,pr,mem", False, extractor, batch_size=4, grid_path=tmp_path / "grid.png")
+    fake_stats = compute_statistics(FolderSource(fake), extractor, batch_size=4)
+    expected = frechet_distance(real_stats.overall.mu, real_stats.overall.sigma, fake_stats.overall.mu,
+                                fake_stats.overall.sigma)
+    assert result["overall"]["metrics"]["fid"] == pytest.approx(expected, rel=1e-6)
+    assert result["overall"]["metrics"]["precision"] is not None
+    # Statistics carry no images: the closest pairs are listed by index, no grid is drawn.
+    assert result["memorisation"]["grid"] is None
+    assert any("no memorisation grid" in w for w in result["warnings"])

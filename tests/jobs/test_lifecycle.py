@@ -261,3 +261,18 @@ def test_embedded_server_runs_launched_jobs_in_a_background_thread(settings, mon
             break
         time.sleep(0.1)
     assert job.state == Job.State.SUCCEEDED and job.result == {"thread": f"job-{job.pk}"}
+
+
+@pytest.mark.django_db
+def test_mark_stale_jobs_command():
+    import io
+
+    from django.core.management import call_command
+
+    old = timezone.now() - timedelta(minutes=3)
+    job = Job.objects.create(kind=KIND, state=Job.State.RUNNING, started_at=old, heartbeat_at=old)
+    out = io.StringIO()
+    call_command("mark_stale_jobs", "--minutes", "5", stdout=out)
+    assert Job.objects.get(pk=job.pk).state == Job.State.RUNNING and out.getvalue() == ""
+    call_command("mark_stale_jobs", "--minutes", "2", stdout=out)
+    assert Job.objects.get(pk=job.pk).state == Job.State.FAILED and f"job #{job.pk}" in out.getvalue()

@@ -23,7 +23,7 @@ class Command(BaseCommand):
                             help="random-inception: fixed random weights, for tests and demos (uncalibrated)")
         parser.add_argument("--weights", default=None, help="Inception weights file (default: the INCEPTION_WEIGHTS setting)")
         parser.add_argument("--batch-size", type=int, default=32)
-        parser.add_argument("--seed", type=int, default=0, help="seed of KID's subsets and of random-inception")
+        parser.add_argument("--seed", type=int, default=0, help="seed of KID's random subsets (random-inception always uses its fixed seed 0)")
         parser.add_argument("--kid-subsets", type=int, default=100)
         parser.add_argument("--kid-subset-size", type=int, default=1000)
         parser.add_argument("--is-split-size", type=int, default=5000, help="images per IS split (guided-diffusion: 5000)")
