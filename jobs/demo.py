@@ -15,6 +15,7 @@ and the demo goes on with what exists: it never stops half-way with a traceback.
 import json
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,8 +153,6 @@ def demo_train(*, workdir: Path, config: DemoConfig, log) -> dict[str, Path]:
                 log(f"    reusing {ckpt}")
             else:
                 if out.exists():  # an interrupted run: start over rather than mix configurations
-                    import shutil
-
                     shutil.rmtree(out)
                 _run_job(kind, {"data": str(patches), "out": str(out), "seed": config.seed, **params}, log)
         if ckpt.is_file():
@@ -173,8 +172,6 @@ def demo_generate(*, workdir: Path, config: DemoConfig, checkpoints: dict[str, P
             else:
                 out = workdir / "samples" / name
                 if out.exists():
-                    import shutil
-
                     shutil.rmtree(out)
                 params = {"checkpoint": str(ckpt), "out": str(out), "name": set_name, "per_label": config.per_label,
                           "seed": config.seed}

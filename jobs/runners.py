@@ -11,7 +11,6 @@ import ctypes
 import dataclasses
 import inspect
 import json
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from jobs.models import Job
-
-logger = logging.getLogger(__name__)
 
 
 class RunnerError(ValueError):
@@ -411,6 +408,8 @@ RUNNERS: dict[str, Runner] = {
             Param("synthetic_sets", list, required=True, help="synthetic image set names, comma-separated"),
             Param("n_real", int, help="real images (default: as many as all synthetic ones together)"),
             Param("n_per_synthetic", int, help="images from each synthetic set"),
+            Param("practice", int, help="practice items shown first with feedback, left out of the results"),
+            Param("repeats", int, help="main items shown a second time to measure consistency"),
             Param("readers", list, help="usernames to assign, comma-separated"),
             Param("open", bool, default=False, help="open the study at once"),
             _SEED,

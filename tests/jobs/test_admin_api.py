@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import Job
-from jobs.runners import RUNNERS, Param, Runner
+from jobs.runners import RUNNERS, Runner
 from tests.factories import make_user
 
 KIND = Job.Kind.EVALUATE_METRICS

@@ -203,7 +203,7 @@ def test_build_study_job_makes_a_balanced_open_study(django_capture_on_commit_ca
     with django_capture_on_commit_callbacks(execute=True):
         job = job_create(kind=Job.Kind.BUILD_STUDY, params={
             "name": "demo-study", "real_set": real.name, "synthetic_sets": f"{fake1.name}, {fake2.name}",
-            "n_per_synthetic": 4, "readers": "reader-x", "open": "yes", "seed": 3,
+            "n_per_synthetic": 4, "readers": "reader-x", "open": "yes", "seed": 3, "repeats": 2,
         })
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED, job.error
@@ -211,7 +211,8 @@ def test_build_study_job_makes_a_balanced_open_study(django_capture_on_commit_ca
 
     study = Study.objects.get(name="demo-study")
     assert job.result["study_id"] == study.pk and study.state == Study.State.OPEN
-    items = list(study.items.all())
+    items = list(study.items.filter(role="main"))
+    assert study.items.filter(role="repeat").count() == 2
     assert sum(i.truth == "real" for i in items) == 8
     assert sum(i.generator == "diffusion" for i in items) == 4 and sum(i.generator == "progan" for i in items) == 4
     # stratified: each label equally represented within each source
