@@ -1,16 +1,37 @@
 """Reader-API load test: N concurrent readers answering and fetching the next image, against gunicorn
 and PostgreSQL on 127.0.0.1 (the figure of issue 3: p95 latency per answer, requests per second).
 
-    .venv/bin/python benchmarks/bench_reader_api.py [--readers 50] [--items 40] [--workers 4]
+    .venv/bin/python benchmarks/bench_reader_api.py                      # closed loop: think 0
+    .venv/bin/python benchmarks/bench_reader_api.py --think 3 --items 20  # readers look ~3 s per image
 
 It (re)creates the database `histosynth_bench` on the PostgreSQL server of `--postgres`
 (default: $BENCH_POSTGRES_URL or postgres://postgres@127.0.0.1:5432), migrates it, makes a study of
 `--items` blinded 128 px images (half real, half synthetic), `--readers` reader accounts assigned
-to it, starts gunicorn in production mode (DEBUG off) on a free loopback port, and runs one thread
-per reader: log in, then until done: GET /api/reader/studies/<id>/next/, GET the image, wait
-`--think` seconds on average (0: a closed loop, the server's throughput limit), POST
-/api/reader/studies/<id>/responses/ (with the CSRF token). It prints p50/p95/p99 latencies per request
-type, the answers and requests per second, then stops gunicorn and drops the database.
+to it, and starts gunicorn in production mode (DEBUG off) on a free loopback port.
+
+Configuration of the reported figure: gunicorn `--workers 3 --threads 4 --worker-class gthread`
+(12 requests in flight, keep-alive; on 2 cores, 3 processes keep both busy while one waits on
+PostgreSQL), DATABASE_CONN_MAX_AGE 60 (the settings' default: a persistent connection per thread),
+database sessions, PostgreSQL on the same machine, and the load generator (50 Python threads using
+`requests`) on the same 2 cores too, so its own CPU time is in the figures.
+
+Each reader is a thread that behaves as the rating page (static/js/rate.js) does: log in, GET
+next/ and the image once (page load), then for each item: preload the following image (the page
+does this while the reader looks; the image URL is private-immutable, so it is fetched once), wait
+the think time, and answer with one POST responses/ carrying `include_next` (the response holds
+the next item, so no GET next/ per answer). `--protocol two-step` is the older page: POST, then
+GET next/.
+
+What the figures mean:
+- ANSWER latency, the issue's "latency per answer": from the reader pressing Enter until the next
+  image can be drawn: the POST (plus GET next/ in two-step, plus the image if it was not preloaded,
+  which it always is unless the preload failed). This is what the reader waits on.
+- requests/s: every HTTP request of the run (POSTs, GET next/, images, preloads) over its length.
+- think 0, a closed loop: 50 readers answering as fast as the server allows. It measures the
+  throughput limit; its latency is bounded below by Little's law (50 in flight / throughput), so
+  it can only be under 100 ms at 500+ answers/s, which 2 cores do not give. Read req/s from it.
+- think > 0 (exponential, mean `--think` s): pathologists look at each patch for seconds; this is
+  the realistic latency a reader feels with 50 of them working at once.
 """
 import argparse
 import os
@@ -86,16 +107,19 @@ print(study.pk)
 
 
 class Reader(threading.Thread):
+    """One pathologist's page, as static/js/rate.js drives it (see the module docstring)."""
+
     def __init__(self, base: str, study_id: int, username: str, password: str, seed: int, barrier: threading.Barrier,
-                 think: float = 0.0):
+                 think: float = 0.0, protocol: str = "one-step"):
         super().__init__(daemon=True)
-        self.think = think
+        self.think, self.protocol = think, protocol
         self.base, self.study_id, self.username, self.password = base, study_id, username, password
         self.rng = random.Random(seed)
         self.barrier = barrier
-        self.timings: dict[str, list[float]] = {"next": [], "image": [], "answer": []}
+        self.timings: dict[str, list[float]] = {"wait": [], "post": [], "next": [], "image": [], "preload": []}
         self.errors: list[str] = []
         self.answers = 0
+        self.cached: set[str] = set()  # images in this reader's browser cache ("private, immutable")
 
     def _timed(self, kind: str, fn, *args, **kwargs):
         started = time.perf_counter()
@@ -103,16 +127,24 @@ class Reader(threading.Thread):
         self.timings[kind].append(time.perf_counter() - started)
         return response
 
+    def _image(self, session, url: str, cookies, kind: str) -> None:
+        if url in self.cached:
+            return
+        image = self._timed(kind, session.get, f"{self.base}{url}", cookies=cookies, timeout=60)
+        if image.status_code != 200:
+            self.errors.append(f"image: {image.status_code}")
+        self.cached.add(url)
+
     def run(self) -> None:
         import requests
 
         session = requests.Session()
         try:
-            page = session.get(f"{self.base}/accounts/login/", timeout=30)
+            page = session.get(f"{self.base}/accounts/login/", timeout=60)
             # Cookies are secure in production mode: pass them explicitly over plain http.
             cookies = dict(page.cookies)
             token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-            login = session.post(f"{self.base}/accounts/login/", cookies=cookies, allow_redirects=False, timeout=30,
+            login = session.post(f"{self.base}/accounts/login/", cookies=cookies, allow_redirects=False, timeout=60,
                                  data={"username": self.username, "password": self.password,
                                        "csrfmiddlewaretoken": token})
             if login.status_code != 302:
@@ -128,28 +160,41 @@ class Reader(threading.Thread):
         except threading.BrokenBarrierError:
             return
         api = f"{self.base}/api/reader/studies/{self.study_id}"
-        while True:
-            nxt = self._timed("next", session.get, f"{api}/next/", cookies=cookies, timeout=30)
-            if nxt.status_code != 200:
-                self.errors.append(f"next: {nxt.status_code} {nxt.text[:200]}")
-                return
-            body = nxt.json()
-            if body["done"]:
-                return
-            if self.think:  # a reader looks at the image before answering
+        # The page opens: GET next/ and the image (not an answer's wait: once per visit).
+        nxt = self._timed("next", session.get, f"{api}/next/", cookies=cookies, timeout=60)
+        if nxt.status_code != 200:
+            self.errors.append(f"next: {nxt.status_code} {nxt.text[:200]}")
+            return
+        body = nxt.json()
+        while not body["done"]:
+            self._image(session, body["image_url"], cookies, "image")
+            if body.get("preload_url"):  # the page preloads the following image while the reader looks
+                self._image(session, body["preload_url"], cookies, "preload")
+            if self.think:
                 time.sleep(self.rng.expovariate(1 / self.think))
-            image = self._timed("image", session.get, f"{self.base}{body['image_url']}", cookies=cookies, timeout=30)
-            if image.status_code != 200:
-                self.errors.append(f"image: {image.status_code}")
-            answer = self._timed(
-                "answer", session.post, f"{api}/responses/", cookies=cookies, headers=headers, timeout=30,
-                json={"item": body["item"], "answer": self.rng.choice(["real", "synthetic"]),
-                      "confidence": self.rng.randint(1, 5), "client_id": str(uuid.uuid4())},
-            )
+            # The reader presses Enter: the wait lasts until the next image can be drawn.
+            started = time.perf_counter()
+            payload = {"item": body["item"], "answer": self.rng.choice(["real", "synthetic"]),
+                       "confidence": self.rng.randint(1, 5), "client_id": str(uuid.uuid4())}
+            if self.protocol == "one-step":
+                payload["include_next"] = True
+            answer = self._timed("post", session.post, f"{api}/responses/", cookies=cookies, headers=headers,
+                                 timeout=60, json=payload)
             if answer.status_code != 201:
                 self.errors.append(f"answer: {answer.status_code} {answer.text[:200]}")
                 return
             self.answers += 1
+            if self.protocol == "one-step":
+                body = answer.json()["next"]
+            else:
+                nxt = self._timed("next", session.get, f"{api}/next/", cookies=cookies, timeout=60)
+                if nxt.status_code != 200:
+                    self.errors.append(f"next: {nxt.status_code} {nxt.text[:200]}")
+                    return
+                body = nxt.json()
+            if not body["done"]:
+                self._image(session, body["image_url"], cookies, "image")  # a cache hit when preloaded
+            self.timings["wait"].append(time.perf_counter() - started)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -161,9 +206,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readers", type=int, default=50)
     parser.add_argument("--items", type=int, default=40, help="items in the study (each reader answers all)")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (gthread)")
     parser.add_argument("--think", type=float, default=0.0,
-                        help="mean seconds a reader looks at an image before answering (0: answer at once)")
+                        help="mean seconds a reader looks at an image before answering (0: a closed loop)")
+    parser.add_argument("--protocol", choices=["one-step", "two-step"], default="one-step",
+                        help="one-step: POST with include_next (the page); two-step: POST, then GET next/")
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"))
     args = parser.parse_args()
 
@@ -173,6 +221,7 @@ def main() -> None:
     password = secrets.token_urlsafe(12)
     port = free_port()
     gunicorn = None
+    worker_args = ["--workers", str(args.workers), "--threads", str(args.threads), "--worker-class", "gthread"]
     with tempfile.TemporaryDirectory(prefix="histosynth-bench-") as var:
         env = dict(
             os.environ, DATABASE_URL=f"{server}/{DB_NAME}", HISTOSYNTH_VAR_DIR=var, DJANGO_DEBUG="0",
@@ -186,21 +235,24 @@ def main() -> None:
             print(f"setup: study {study_id} with {args.items} items, {args.readers} readers "
                   f"({time.perf_counter() - t0:.1f} s)")
             gunicorn = subprocess.Popen(
-                [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
-                 "--workers", str(args.workers), "--log-level", "warning"],
+                [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", *worker_args,
+                 "--log-level", "warning"],
                 cwd=ROOT, env=env,
             )
             base = f"http://127.0.0.1:{port}"
             _wait_up(base, gunicorn)
-            barrier = threading.Barrier(args.readers)
-            readers = [Reader(base, study_id, f"bench{i:03d}", password, i, barrier, args.think)
+            # The clock starts when every reader has logged in (password hashing is not the reader path).
+            clock: list[float] = []
+            barrier = threading.Barrier(args.readers, action=lambda: clock.append(time.perf_counter()))
+            readers = [Reader(base, study_id, f"bench{i:03d}", password, i, barrier, args.think, args.protocol)
                        for i in range(args.readers)]
+            load_before = os.getloadavg()
             for r in readers:
                 r.start()
-            started = time.perf_counter()
             for r in readers:
                 r.join()
-            seconds = time.perf_counter() - started
+            seconds = time.perf_counter() - clock[0] if clock else float("nan")
+            load_after = os.getloadavg()
         finally:
             if gunicorn is not None:
                 gunicorn.terminate()
@@ -212,14 +264,24 @@ def main() -> None:
 
     errors = [e for r in readers for e in r.errors]
     answers = sum(r.answers for r in readers)
-    requests_done = sum(len(v) for r in readers for v in r.timings.values())
-    print(f"\n{args.readers} concurrent readers (think time {args.think:g} s), gunicorn --workers {args.workers}, "
-          f"PostgreSQL, {os.cpu_count()} CPUs; {answers} answers in {seconds:.1f} s")
-    print(f"{'request':<28}{'n':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
-    for kind, label in (("answer", "POST responses (answer)"), ("next", "GET next"), ("image", "GET image")):
+    requests_done = sum(len(r.timings[k]) for r in readers for k in ("post", "next", "image", "preload"))
+    print(f"\n{args.readers} concurrent readers, think time {args.think:g} s (mean), protocol {args.protocol}; "
+          f"gunicorn {' '.join(worker_args)}; PostgreSQL; {os.cpu_count()} CPUs; "
+          f"{answers} answers in {seconds:.1f} s")
+    print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}".format(
+        *load_before, *load_after))
+    print(f"{'latency':<44}{'n':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    rows = (
+        ("wait", "ANSWER (Enter -> next image drawable)"),
+        ("post", "  POST responses/"),
+        ("next", "  GET next/" + (" (page load only)" if args.protocol == "one-step" else "")),
+        ("image", "  GET image, waited on"),
+        ("preload", "  GET image, preloaded (not waited on)"),
+    )
+    for kind, label in rows:
         values = [v for r in readers for v in r.timings[kind]]
         if values:
-            print(f"{label:<28}{len(values):>7}{1000 * statistics.median(values):>9.1f}"
+            print(f"{label:<44}{len(values):>7}{1000 * statistics.median(values):>9.1f}"
                   f"{1000 * percentile(values, 95):>9.1f}{1000 * percentile(values, 99):>9.1f}")
     print(f"throughput: {answers / seconds:.1f} answers/s, {requests_done / seconds:.1f} requests/s")
     if errors:

@@ -2,10 +2,10 @@
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, QuerySet
+from django.db.models import Count, F, IntegerField, QuerySet, Value
 from django.urls import reverse
 
-from readerstudy.models import Response, Study, StudyItem, StudyReader
+from readerstudy.models import Presentation, Response, Study, StudyItem, StudyReader
 
 # The states in which a study is visible to its readers (a draft is not).
 READER_VISIBLE_STATES = (Study.State.OPEN, Study.State.CLOSED)
@@ -46,16 +46,29 @@ class AssignmentProgress:
     position: int
     phase_total: int
     practice_total: int
+    # When the next item was first shown to this reader; None if it has not been shown yet.
+    next_shown_at: object = None
 
 
 def assignment_progress(*, assignment: StudyReader) -> AssignmentProgress:
-    """The reader's progress and next item, following their own fixed `item_order`."""
+    """The reader's progress and next item, following their own fixed `item_order`.
+
+    Two queries whatever the study's size: the reader's answered and shown items together (one
+    UNION), and the token and role of the items in their order.
+    """
     order = list(assignment.item_order)
-    answered_ids = set(Response.objects.filter(assignment=assignment).values_list("item_id", flat=True))
+    answered_ids: set[int] = set()
+    shown_at: dict[int, object] = {}
+    for item_id, answered, at in _answered_and_shown(assignment=assignment):
+        if answered:
+            answered_ids.add(item_id)
+        else:
+            shown_at[item_id] = at
     next_index = next((i for i, pk in enumerate(order) if pk not in answered_ids), None)
     answered = sum(1 for pk in order if pk in answered_ids)
     # Only what a reader may see of an item is loaded: its token and role.
-    items = StudyItem.objects.only("id", "study_id", "token", "role").in_bulk(order)
+    # (No ordering: StudyItem's default one would join the study table for nothing.)
+    items = StudyItem.objects.only("id", "study_id", "token", "role").order_by().in_bulk(order)
     practice_ids = {pk for pk, item in items.items() if item.role == StudyItem.Role.PRACTICE}
     practice_total = sum(1 for pk in order if pk in practice_ids)
     if next_index is None:
@@ -70,8 +83,20 @@ def assignment_progress(*, assignment: StudyReader) -> AssignmentProgress:
         position = sum(1 for pk in before if pk not in practice_ids) + 1
         phase_total = len(order) - practice_total
     return AssignmentProgress(
-        answered, len(order), next_index, next_item, following, position, phase_total, practice_total
+        answered, len(order), next_index, next_item, following, position, phase_total, practice_total,
+        next_shown_at=shown_at.get(next_item.pk),
     )
+
+
+def _answered_and_shown(*, assignment: StudyReader):
+    """(item_id, answered, time) rows: one per answer (answered=1) and one per presentation (0)."""
+    answers = Response.objects.filter(assignment=assignment).annotate(
+        answered=Value(1, output_field=IntegerField()), at=F("answered_at")
+    ).order_by().values_list("item_id", "answered", "at")
+    shown = Presentation.objects.filter(assignment=assignment).annotate(
+        answered=Value(0, output_field=IntegerField()), at=F("shown_at")
+    ).order_by().values_list("item_id", "answered", "at")
+    return answers.union(shown, all=True)
 
 
 def reader_study_summaries(*, user: AbstractBaseUser) -> list[dict]:
@@ -94,21 +119,24 @@ def reader_study_summaries(*, user: AbstractBaseUser) -> list[dict]:
 
 def item_image_visible_to(*, user: AbstractBaseUser, token: str) -> StudyItem | None:
     """The study item with `token` if `user` may see its image: staff, or a reader assigned to its
-    open or closed study with the item in their order; None otherwise (the caller answers 404)."""
+    open or closed study with the item in their order; None otherwise (the caller answers 404).
+
+    One indexed query (the token is unique), joining the reader's assignment; only the item's id,
+    study and blinded file are loaded.
+    """
     if not user.is_authenticated:
         return None
-    item = StudyItem.objects.filter(token=token).select_related("study").first()
-    if item is None:
-        return None
+    items = StudyItem.objects.filter(token=token).only("id", "study_id", "blinded_file")
     if user.is_staff:
-        return item
-    assignment = StudyReader.objects.filter(
-        user=user, study_id=item.study_id, study__state__in=READER_VISIBLE_STATES
-    ).first()
-    if assignment is None or item.pk not in assignment.item_order:
+        return items.first()
+    item = (
+        items.filter(study__state__in=READER_VISIBLE_STATES, study__assignments__user=user)
+        .annotate(reader_order=F("study__assignments__item_order"))
+        .first()
+    )
+    if item is None or item.pk not in (item.reader_order or []):
         return None
     return item
-
 
 
 def study_confidence_scale(*, study: Study) -> list[dict]:

@@ -8,7 +8,9 @@
 
 Blinding: no page names an item; the image answers with the same headers for every item (one
 content type, no file name, no validators derived from the source, private caching) and 404 for
-anyone who may not see it, so that a token's existence is not revealed either.
+anyone who may not see it, so that a token's existence is not revealed either. The image is one
+indexed query and one file read; its URL (the token) never changes, so the browser may keep it
+privately and never revalidate ("private, immutable": shared caches and proxies may not).
 """
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -68,14 +70,18 @@ def study_finish(request: HttpRequest, study_id: int) -> HttpResponse:
     )
 
 
+# The same for every item: nothing in it depends on the image or its source.
+IMAGE_CACHE_CONTROL = "private, max-age=86400, immutable"
+
+
 @require_GET
 def item_image(request: HttpRequest, token: str) -> HttpResponse:
     item = selectors.item_image_visible_to(user=request.user, token=token)
     if item is None:
         raise Http404("No such image.")
+    # A blinded patch is tens of kilobytes: read whole (a FileResponse would also name the stored file).
     with item.blinded_file.open("rb") as fh:
-        data = fh.read()
-    response = HttpResponse(data, content_type=BLINDED_CONTENT_TYPE)
-    response["Cache-Control"] = "private, max-age=3600"
+        response = HttpResponse(fh.read(), content_type=BLINDED_CONTENT_TYPE)
+    response["Cache-Control"] = IMAGE_CACHE_CONTROL
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -87,16 +87,18 @@ def train(config: DiffusionConfig, options: TrainOptions) -> Path:
     seed = int(ckpt["extra"].get("seed", options.seed)) if ckpt is not None else options.seed
     seed_everything(seed, env.rank)
     model = DiffusionUNet(config).to(env.device)
-    ema = EMA(model, config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start_step = 0
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_step = int(ckpt["step"])
         rng_state_restore(ckpt["rng"])
     ddp_model = ddp_wrap(model, env)
+    # After the wrap, which broadcasts rank 0's weights: every rank's EMA starts from the same model.
+    ema = EMA(model, config.ema_decay)
+    if ckpt is not None:
+        ema.load_state_dict(ckpt["ema"])
     diffusion = GaussianDiffusion(config, env.device)
     loader = iter(make_loader(dataset, batch_size=local_batch, seed=seed, start_step=start_step,
                               rank=env.rank, world_size=env.world_size, num_workers=options.num_workers))

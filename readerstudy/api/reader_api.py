@@ -4,7 +4,8 @@
 - `GET  studies/<id>/next/`: the next item (token, image URL, position, total, practice flag), or done;
 - `POST studies/<id>/responses/`: `item`, `answer`, `confidence`, `client_id` -> the stored answer
   (201 when new, 200 for a repeat of the same `client_id` or a revision), with feedback for a
-  practice item.
+  practice item; with `include_next: true` also `next`, the body GET next/ would answer now (or
+  null after a practice item or once the study is closed), so the page needs one request per answer.
 
 Thin views: parse, call one selector or service, respond. A study the user is not assigned to, or a
 draft, answers 404 whoever asks; refusals carry `detail` (for people) and `code` (for the page).
@@ -21,6 +22,7 @@ from readerstudy.api.reader_serializers import (
     NextItemSerializer,
     ResponseInputSerializer,
     StoredResponseSerializer,
+    StoredResponseWithNextSerializer,
     StudySummarySerializer,
 )
 from readerstudy.models import StudyItem
@@ -67,7 +69,8 @@ class ReaderNextItemApi(APIView):
     def get(self, request: Request, study_id: int) -> ApiResponse:
         assignment = _assignment_or_404(request, study_id)
         try:
-            nxt = response_services.reader_next_item(assignment=assignment)
+            # The study was read with the assignment, in this request: its state is current.
+            nxt = response_services.reader_next_item(assignment=assignment, study=assignment.study)
         except response_services.ResponseError as exc:
             return _refusal(exc)
         return ApiResponse(NextItemSerializer(nxt).data)
@@ -78,8 +81,10 @@ class ReaderResponseApi(APIView):
         summary="Answer an item: idempotent on client_id; one answer per item",
         request=ResponseInputSerializer,
         responses={
-            201: StoredResponseSerializer,
-            200: OpenApiResponse(StoredResponseSerializer, description="a repeat of the same client_id, or a revision"),
+            201: OpenApiResponse(StoredResponseWithNextSerializer, description="stored; `next` only with include_next"),
+            200: OpenApiResponse(
+                StoredResponseWithNextSerializer, description="a repeat of the same client_id, or a revision"
+            ),
             400: OpenApiResponse(description="a malformed answer, or a confidence off the study's scale"),
             404: OpenApiResponse(description="not assigned to this study, or no such item in it"),
             409: OpenApiResponse(
@@ -96,10 +101,11 @@ class ReaderResponseApi(APIView):
             return ApiResponse({"detail": fields, "code": "invalid", "fields": data.errors}, status=400)
         try:
             v = data.validated_data
-            result = response_services.response_submit(
-                assignment=assignment, item_token=v["item"], answer=v["answer"], confidence=v["confidence"],
-                client_id=v["client_id"],
-            )
+            kwargs = dict(item_token=v["item"], answer=v["answer"], confidence=v["confidence"], client_id=v["client_id"])
+            if v["include_next"]:
+                result, nxt = response_services.response_submit_and_next(assignment=assignment, **kwargs)
+            else:
+                result, nxt = response_services.response_submit(assignment=assignment, **kwargs), None
         except response_services.AlreadyAnsweredError as exc:
             body = {"detail": str(exc), "code": exc.code, "response": StoredResponseSerializer(exc.response).data}
             return ApiResponse(body, status=status.HTTP_409_CONFLICT)
@@ -110,4 +116,6 @@ class ReaderResponseApi(APIView):
         if item.role == StudyItem.Role.PRACTICE:
             # Practice items teach: after answering, the reader learns the truth (never for the study proper).
             body["feedback"] = {"truth": item.truth, "correct": result.response.answer == item.truth}
+        if v["include_next"]:
+            body["next"] = NextItemSerializer(nxt).data if nxt is not None else None
         return ApiResponse(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)

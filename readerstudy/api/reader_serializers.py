@@ -17,6 +17,9 @@ class ResponseInputSerializer(serializers.Serializer):
     # The scale is the study's; `response_submit` checks the range and names it in its error.
     confidence = serializers.IntegerField()
     client_id = serializers.UUIDField()
+    # Opt-in: answer with the next item too (served and recorded as shown now), saving the page a
+    # GET next/ per answer. Left out after a practice item (feedback first) and when the study closed.
+    include_next = serializers.BooleanField(required=False, default=False)
 
 
 class StudySummarySerializer(serializers.Serializer):
@@ -67,3 +70,9 @@ class StoredResponseSerializer(serializers.Serializer):
 
     def get_revised(self, response) -> bool:
         return response.revised_at is not None
+
+
+class StoredResponseWithNextSerializer(StoredResponseSerializer):
+    """The answer to a POST with `include_next`: the stored response and the next item (or null)."""
+
+    next = NextItemSerializer(allow_null=True, required=False)

@@ -5,7 +5,11 @@
 - `response_submit` stores an answer: idempotent on the page-made `client_id`, one answer per
   reader and item (held by the database, so two tabs keep exactly one), revisions only where the
   study allows them, nothing into a study that is not open, the reading time computed on the
-  server, and the assignment marked finished with its last answer.
+  server, and the assignment marked finished with its last answer;
+- `response_submit_and_next` does both in one request, so that the rating page needs one round
+  trip per answer (the answer stored, then the next item served, as a later GET next/ would).
+
+Each is a few indexed queries whatever the study's size (pinned by tests/readerstudy/test_responses_queries.py).
 
 Errors are `ResponseError` subclasses whose `code` names the rule and whose message is for people.
 """
@@ -13,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from readerstudy import selectors
@@ -77,9 +82,14 @@ class SubmitResult:
     revised: bool = False
 
 
-def reader_next_item(*, assignment: StudyReader) -> NextItem:
-    """The reader's next unanswered item in their own order, recording when it was first shown."""
-    study = Study.objects.get(pk=assignment.study_id)  # its state now, not when the caller loaded it
+def reader_next_item(*, assignment: StudyReader, study: Study | None = None) -> NextItem:
+    """The reader's next unanswered item in their own order, recording when it was first shown.
+
+    `study`, where given, must have been read from the database in this same request (its state
+    is checked); by default it is read afresh, not taken from when the caller loaded `assignment`.
+    """
+    if study is None:
+        study = Study.objects.only("id", "name", "state").get(pk=assignment.study_id)
     progress = selectors.assignment_progress(assignment=assignment)
     if progress.next_index is None:
         assignment_mark_finished(assignment=assignment)
@@ -87,14 +97,16 @@ def reader_next_item(*, assignment: StudyReader) -> NextItem:
     if study.state != Study.State.OPEN:
         raise StudyNotOpenError(f"study {study.name!r} is {study.get_state_display().lower()}: it takes no answers")
     item = progress.next_item
-    presentation = presentation_record(assignment=assignment, item=item)
+    shown_at = progress.next_shown_at
+    if shown_at is None:  # not shown before (as just read): record it now
+        shown_at = _presentation_create(assignment=assignment, item=item).shown_at
     return NextItem(
         done=False,
         item=item,
         position=progress.position,
         total=progress.phase_total,
         practice=item.role == StudyItem.Role.PRACTICE,
-        shown_at=presentation.shown_at,
+        shown_at=shown_at,
         following=progress.following_item,
         answered=progress.answered,
         total_all=progress.total_all,
@@ -106,6 +118,10 @@ def presentation_record(*, assignment: StudyReader, item: StudyItem) -> Presenta
     existing = Presentation.objects.filter(assignment=assignment, item=item).first()
     if existing is not None:
         return existing
+    return _presentation_create(assignment=assignment, item=item)
+
+
+def _presentation_create(*, assignment: StudyReader, item: StudyItem) -> Presentation:
     try:
         with transaction.atomic():
             return Presentation.objects.create(assignment=assignment, item=item, shown_at=timezone.now())
@@ -122,6 +138,41 @@ def response_submit(
     second answer to an answered item (another tab, another `client_id`) revises it where the
     study allows revisions and is refused with `AlreadyAnsweredError` otherwise.
     """
+    result, _study = _submit(
+        assignment=assignment, item_token=item_token, answer=answer, confidence=confidence, client_id=client_id
+    )
+    if result.created:
+        assignment_mark_finished(assignment=assignment)
+    return result
+
+
+def response_submit_and_next(
+    *, assignment: StudyReader, item_token: str, answer: str, confidence: int, client_id: str | uuid.UUID
+) -> tuple[SubmitResult, NextItem | None]:
+    """`response_submit`, then the reader's next item, served (and recorded as shown) at once.
+
+    The next item is None after a practice item: the page shows the feedback first and asks for
+    the next item when the reader moves on, so that the reading time starts when it is shown. A
+    study left closed answers the stored response and no next item rather than refusing.
+    """
+    result, study = _submit(
+        assignment=assignment, item_token=item_token, answer=answer, confidence=confidence, client_id=client_id
+    )
+    if result.response.item.role == StudyItem.Role.PRACTICE:
+        if result.created:
+            assignment_mark_finished(assignment=assignment)
+        return result, None
+    try:
+        # Marks the assignment finished when this was the last answer.
+        return result, reader_next_item(assignment=assignment, study=study)
+    except StudyNotOpenError:  # a repeat of an answer given before the study was closed
+        return result, None
+
+
+def _submit(
+    *, assignment: StudyReader, item_token: str, answer: str, confidence: int, client_id: str | uuid.UUID
+) -> tuple[SubmitResult, Study | None]:
+    """Store the answer; return it with the study as read now (None for a repeat by client_id)."""
     try:
         client_uuid = client_id if isinstance(client_id, uuid.UUID) else uuid.UUID(str(client_id))
     except ValueError as exc:
@@ -129,9 +180,20 @@ def response_submit(
 
     stored = _stored_by_client_id(assignment=assignment, item_token=item_token, client_uuid=client_uuid)
     if stored is not None:
-        return SubmitResult(response=stored, created=False)
+        return SubmitResult(response=stored, created=False), None
 
-    study = Study.objects.get(pk=assignment.study_id)  # its state now, not when the caller loaded it
+    # The item, its study as it is now, and when the item was first shown to this reader: one query.
+    shown = Presentation.objects.filter(assignment=assignment, item=OuterRef("pk")).values("shown_at")[:1]
+    item = (
+        StudyItem.objects.filter(study_id=assignment.study_id, token=item_token)
+        .select_related("study")
+        .only("id", "token", "role", "truth", "study__id", "study__name", "study__state", "study__allow_revision",
+              "study__confidence_min", "study__confidence_max")
+        .annotate(first_shown_at=Subquery(shown))
+        .order_by()  # the token is unique; StudyItem's default ordering would sort by the study's
+        .first()
+    )
+    study = item.study if item is not None else Study.objects.get(pk=assignment.study_id)
     if study.state != Study.State.OPEN:
         raise StudyNotOpenError(f"study {study.name!r} is {study.get_state_display().lower()}: it takes no answers")
     if answer not in Truth.values:
@@ -142,11 +204,9 @@ def response_submit(
         raise InvalidAnswerError(
             f"confidence {confidence} is off the scale: expected {study.confidence_min} to {study.confidence_max}"
         )
-    item = StudyItem.objects.filter(study=study, token=item_token).first()
     if item is None or item.pk not in assignment.item_order:
         raise ItemNotInStudyError("item: no such item in this study")
-    presentation = Presentation.objects.filter(assignment=assignment, item=item).first()
-    if presentation is None:
+    if item.first_shown_at is None:
         raise ItemNotShownError("item: this item has not been shown yet; answer the items in the order served")
 
     now = timezone.now()
@@ -158,22 +218,22 @@ def response_submit(
                 answer=answer,
                 confidence=confidence,
                 client_id=client_uuid,
-                shown_at=presentation.shown_at,
+                shown_at=item.first_shown_at,
                 answered_at=now,
-                seconds=max(0.0, (now - presentation.shown_at).total_seconds()),
+                seconds=max(0.0, (now - item.first_shown_at).total_seconds()),
             )
     except IntegrityError:
         # Either this very request raced with its own retry (same client_id), or the item was
         # answered already (another tab): the database constraint decided which one is kept.
         stored = _stored_by_client_id(assignment=assignment, item_token=item_token, client_uuid=client_uuid)
         if stored is not None:
-            return SubmitResult(response=stored, created=False)
-        return _response_revise(
+            return SubmitResult(response=stored, created=False), study
+        revised = _response_revise(
             study=study, assignment=assignment, item=item, answer=answer, confidence=confidence,
             client_uuid=client_uuid, now=now,
         )
-    assignment_mark_finished(assignment=assignment)
-    return SubmitResult(response=response, created=True)
+        return revised, study
+    return SubmitResult(response=response, created=True), study
 
 
 def _stored_by_client_id(*, assignment: StudyReader, item_token: str, client_uuid: uuid.UUID) -> Response | None:

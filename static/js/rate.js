@@ -1,7 +1,9 @@
 /* The rating page: shows the reader's next item, takes "Real" / "AI-generated" and a confidence,
    saves each answer the moment it is given, and moves on.
 
-   Everything comes from the reader API (GET next, POST responses); the page knows an item only by
+   Everything comes from the reader API (GET next, POST responses); each answer is posted with
+   include_next, so the server answers with the next item as well: one request per answer (GET next
+   only on load, and after a practice item's feedback). The page knows an item only by
    its unguessable token. Each answer gets a client_id (a UUID) once, and every retry resends the
    same body, so that a retry can never make a second answer. Built for hour-long sessions: one
    <img> and one preloading Image object are reused, listeners are attached once, nothing grows. */
@@ -108,6 +110,16 @@
     viewport.focus({ preventScroll: true });
   }
 
+  /* A next-item body (from GET next, or `next` in an answer's response): show it, or finish. */
+  function showNext(body) {
+    if (body.done) {
+      mode = "stopped";
+      window.location.assign(cfg.finish_url);
+      return;
+    }
+    show(body);
+  }
+
   async function loadNext() {
     mode = "loading";
     revising = false;
@@ -120,15 +132,7 @@
       setStatus("Cannot reach the server. Your answers so far are saved; reload the page to continue.", true);
       return;
     }
-    if (res.status === 200 && res.body && res.body.done) {
-      mode = "stopped";
-      window.location.assign(cfg.finish_url);
-      return;
-    }
-    if (res.status === 200 && res.body) {
-      show(res.body);
-      return;
-    }
+    if (res.status === 200 && res.body) return showNext(res.body);
     mode = "stopped";
     render();
     if (res.status === 403) setStatus("Your session has ended: log in again to continue (your answers are saved).", true);
@@ -142,7 +146,9 @@
     setStatus("Saving…");
     // One client_id per answer: a retry of this very answer resends it unchanged.
     if (!pendingBody || pendingBody.answer !== choice.answer || pendingBody.confidence !== choice.confidence) {
-      pendingBody = { item: current.item, answer: choice.answer, confidence: choice.confidence, client_id: uuid4() };
+      pendingBody = {
+        item: current.item, answer: choice.answer, confidence: choice.confidence, client_id: uuid4(), include_next: true,
+      };
     }
     let res;
     try {
@@ -162,7 +168,8 @@
       previous = current.practice ? null : Object.assign({}, current, { answer: choice.answer, confidence: choice.confidence });
       pendingBody = null;
       if (res.body && res.body.feedback) return showFeedback(res.body.feedback);
-      return loadNext();
+      if (res.body && res.body.next) return showNext(res.body.next);
+      return loadNext(); // no next item in the answer (the study was closed meanwhile): ask
     }
     if (res.status === 409 && res.body && res.body.code === "already_answered") {
       setStatus("This image was answered already (in another tab?); moving on.");

@@ -100,6 +100,8 @@ def test_a_reader_works_through_a_study_with_the_keyboard_leaves_and_resumes(bro
 
     # Second visit: a new browser session, back to the same place.
     context, page = _open_page(browser, errors)
+    api_calls = []
+    page.on("request", lambda r: "/api/reader/" in r.url and api_calls.append((r.method, r.url.split("/")[-2])))
     _log_in(page, live_server.url, reader)
     assert "4 / 7" in page.text_content("table")
     page.click(f"a[href='/studies/{study.pk}/']")
@@ -111,6 +113,8 @@ def test_a_reader_works_through_a_study_with_the_keyboard_leaves_and_resumes(bro
     page.wait_for_url(f"{live_server.url}/studies/{study.pk}/done/")
     assert "Thank you" in page.text_content("h1")
     context.close()
+    # One request per answer: each POST brings the next item; GET next/ only to resume.
+    assert api_calls == [("GET", "next")] + [("POST", "responses")] * 3, api_calls
 
     stored = {r.item.token: (r.answer, r.confidence) for r in Response.objects.select_related("item")}
     expected = {

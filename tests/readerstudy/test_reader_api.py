@@ -342,3 +342,66 @@ def test_session_posts_need_the_csrf_token():
     body = {"item": item, "answer": "real", "confidence": 3, "client_id": str(uuid.uuid4())}
     ok = client.post(responses_url(study), body, content_type="application/json", HTTP_X_CSRFTOKEN=token)
     assert ok.status_code == 201
+
+
+def test_an_answer_with_include_next_brings_the_next_item_as_get_next_would():
+    reader = make_user()
+    study = make_study(n_real=3, n_synthetic=3, readers=[reader])
+    client = login(reader)
+    first = client.get(next_url(study)).json()
+    # Without include_next the answer is as before: no `next` key (backward compatible).
+    plain = post_answer(client, study, first["item"])
+    assert plain.status_code == 201 and "next" not in plain.json()
+    second = client.get(next_url(study)).json()
+    body = {"item": second["item"], "answer": "synthetic", "confidence": 2, "client_id": str(uuid.uuid4()),
+            "include_next": True}
+    resp = client.post(responses_url(study), body, content_type="application/json")
+    assert resp.status_code == 201
+    nxt = resp.json()["next"]
+    assert (nxt["position"], nxt["total"], nxt["answered"], nxt["done"]) == (3, 6, 2, False)
+    # It is recorded as shown now, and GET next/ serves the very same item, unchanged.
+    shown = Presentation.objects.get(item__token=nxt["item"])
+    assert client.get(next_url(study)).json() == nxt
+    assert Presentation.objects.get(item__token=nxt["item"]).shown_at == shown.shown_at
+    # A retry of the same request is the stored answer, with the same next item, nothing new stored.
+    again = client.post(responses_url(study), body, content_type="application/json")
+    assert again.status_code == 200 and again.json()["next"] == nxt
+    assert Response.objects.count() == 2 and Presentation.objects.count() == 3
+    for key in ("truth", "generator", "label", "feedback"):
+        assert key not in nxt and key not in resp.json()
+
+
+def test_include_next_gives_no_next_item_after_a_practice_item_or_once_the_study_closed():
+    reader = make_user()
+    study = make_study(n_real=1, n_synthetic=1, practice=1, readers=[reader])
+    client = login(reader)
+    practice = client.get(next_url(study)).json()
+    assert practice["practice"]
+    body = {"item": practice["item"], "answer": "real", "confidence": 3, "client_id": str(uuid.uuid4()),
+            "include_next": True}
+    resp = client.post(responses_url(study), body, content_type="application/json").json()
+    # Feedback first; the next item is not served (its reading time would include the feedback).
+    assert resp["next"] is None and "truth" in resp["feedback"]
+    assert Presentation.objects.count() == 1
+    item = client.get(next_url(study)).json()["item"]
+    body = {"item": item, "answer": "real", "confidence": 3, "client_id": str(uuid.uuid4()), "include_next": True}
+    assert client.post(responses_url(study), body, content_type="application/json").status_code == 201
+    Study.objects.filter(pk=study.pk).update(state=Study.State.CLOSED)
+    repeat = client.post(responses_url(study), body, content_type="application/json")
+    assert repeat.status_code == 200 and repeat.json()["next"] is None
+    fresh = client.post(responses_url(study), dict(body, client_id=str(uuid.uuid4())), content_type="application/json")
+    assert fresh.status_code == 409 and fresh.json()["code"] == "study_not_open"
+
+
+def test_the_image_is_privately_cacheable_for_good_and_the_same_headers_for_every_item():
+    reader = make_user()
+    study = make_study(n_real=1, n_synthetic=1, readers=[reader])
+    client = login(reader)
+    headers = []
+    for token in StudyItem.objects.filter(study=study).values_list("token", flat=True):
+        resp = client.get(f"/i/{token}.png")
+        assert resp.status_code == 200
+        cache = resp["Cache-Control"]
+        assert "private" in cache and "immutable" in cache and "public" not in cache
+        headers.append(sorted((k, v) for k, v in resp.headers.items() if k.lower() != "content-length"))
+    assert headers[0] == headers[1]

@@ -1,5 +1,7 @@
 """`manage.py train_progan`: train the conditional ProGAN baseline (a thin wrapper over
 `generation.progan.train.train_progan`; also runs under `torchrun ... manage.py train_progan`)."""
+import os
+
 from django.core.management.base import BaseCommand, CommandError
 
 from generation.progan.config import PRESETS, ConfigError, parse_batch_sizes
@@ -58,6 +60,8 @@ class Command(BaseCommand):
             )
         except (ConfigError, DataError, CheckpointError, DeviceError, NonFiniteLossError) as exc:
             raise CommandError(str(exc)) from exc
+        if os.environ.get("RANK", "0") != "0":  # under torchrun, only the main process reports
+            return
         self.stdout.write(
             f"step {result.step}, {result.images_seen} images, {result.resolution} px (alpha {result.alpha:.3f}); "
             f"checkpoint {result.checkpoint}"

@@ -1,0 +1,106 @@
+"""The reader path's database work stays small and does not grow with the study: the number of
+queries of GET next/, POST responses/ (with and without `include_next`) and the blinded image,
+pinned so that a change that adds a query per item, or per request, fails here.
+
+Each request's count includes Django's own: the session and the user (2) and the reader's
+assignment with its study (1); SAVEPOINT/RELEASE pairs appear because tests run in a transaction.
+"""
+import uuid
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from readerstudy.models import Presentation, Response, StudyReader
+from tests.factories import PASSWORD, make_study, make_user
+
+pytestmark = pytest.mark.django_db
+
+# Upper bounds, SQLite and PostgreSQL alike (savepoints included).
+MAX_NEXT = 8  # session, user, assignment+study, answered+shown (one UNION), items, presentation insert (+2)
+MAX_ANSWER = 9  # session, user, assignment+study, client_id, item+study+shown_at, insert (+2), finished check
+MAX_ANSWER_WITH_NEXT = 13  # the answer without its finished check, then the next item as GET next/ serves it
+MAX_IMAGE = 3  # session, user, item joined with the reader's assignment
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def reader_client(*, n: int, **study_kwargs):
+    reader = make_user()
+    study = make_study(n_real=n, n_synthetic=n, readers=[reader], **study_kwargs)
+    client = Client()
+    assert client.login(username=reader.username, password=PASSWORD)
+    return study, client
+
+
+def answer(study, item, *, include_next=False, client_id=None):
+    body = {"item": item, "answer": "real", "confidence": 3, "client_id": str(client_id or uuid.uuid4())}
+    if include_next:
+        body["include_next"] = True
+    return body
+
+
+def count(fn) -> tuple[int, object]:
+    with CaptureQueriesContext(connection) as ctx:
+        result = fn()
+    return len(ctx.captured_queries), result
+
+
+@pytest.mark.parametrize("n", [2, 20])
+def test_next_and_answer_make_a_fixed_small_number_of_queries(n, django_assert_max_num_queries):
+    study, client = reader_client(n=n)
+    url = f"/api/reader/studies/{study.pk}"
+    with django_assert_max_num_queries(MAX_NEXT):
+        nxt = client.get(f"{url}/next/").json()
+    with django_assert_max_num_queries(MAX_NEXT):  # served again: the presentation is found, not made
+        assert client.get(f"{url}/next/").json()["item"] == nxt["item"]
+    with django_assert_max_num_queries(MAX_ANSWER):
+        resp = client.post(f"{url}/responses/", answer(study, nxt["item"]), content_type="application/json")
+    assert resp.status_code == 201
+    nxt = client.get(f"{url}/next/").json()
+    with django_assert_max_num_queries(MAX_ANSWER_WITH_NEXT):
+        resp = client.post(
+            f"{url}/responses/", answer(study, nxt["item"], include_next=True), content_type="application/json"
+        )
+    assert resp.status_code == 201 and resp.json()["next"]["position"] == 3
+    with django_assert_max_num_queries(MAX_IMAGE):
+        assert client.get(resp.json()["next"]["image_url"]).status_code == 200
+
+
+def test_query_counts_do_not_grow_with_the_study_or_the_answers_given():
+    counts = []
+    for n in (2, 15):
+        study, client = reader_client(n=n)
+        url = f"/api/reader/studies/{study.pk}"
+        item = client.get(f"{url}/next/").json()["item"]
+        per_answer = []
+        for _ in range(3):
+            queries, resp = count(lambda: client.post(
+                f"{url}/responses/", answer(study, item, include_next=True), content_type="application/json"
+            ))
+            assert resp.status_code == 201, resp.content
+            per_answer.append(queries)
+            item = resp.json()["next"]["item"]
+        next_queries, _ = count(lambda: client.get(f"{url}/next/"))
+        counts.append((tuple(per_answer), next_queries))
+    assert counts[0] == counts[1], counts
+    assert len(set(counts[0][0])) == 1, counts  # the same for the 1st and the 3rd answer
+
+
+def test_the_last_answer_with_next_finishes_the_assignment_in_the_same_request():
+    study, client = reader_client(n=1)
+    url = f"/api/reader/studies/{study.pk}"
+    item = client.get(f"{url}/next/").json()["item"]
+    first = client.post(f"{url}/responses/", answer(study, item, include_next=True), content_type="application/json")
+    assert StudyReader.objects.get().finished_at is None
+    last = client.post(
+        f"{url}/responses/", answer(study, first.json()["next"]["item"], include_next=True),
+        content_type="application/json",
+    ).json()
+    assert last["next"]["done"] is True and last["next"]["item"] is None
+    assert StudyReader.objects.get().finished_at is not None
+    assert Response.objects.count() == 2 and Presentation.objects.count() == 2
