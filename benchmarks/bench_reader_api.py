@@ -31,7 +31,8 @@ What the figures mean:
   throughput limit; its latency is bounded below by Little's law (50 in flight / throughput), so
   it can only be under 100 ms at 500+ answers/s, which 2 cores do not give. Read req/s from it.
 - think > 0 (exponential, mean `--think` s): pathologists look at each patch for seconds; this is
-  the realistic latency a reader feels with 50 of them working at once.
+  the realistic latency a reader feels with 50 of them working at once. The readers open the page
+  at random moments over the first `--ramp` seconds (default: the think time), as people do.
 """
 import argparse
 import os
@@ -110,9 +111,9 @@ class Reader(threading.Thread):
     """One pathologist's page, as static/js/rate.js drives it (see the module docstring)."""
 
     def __init__(self, base: str, study_id: int, username: str, password: str, seed: int, barrier: threading.Barrier,
-                 think: float = 0.0, protocol: str = "one-step"):
+                 think: float = 0.0, protocol: str = "one-step", ramp: float = 0.0):
         super().__init__(daemon=True)
-        self.think, self.protocol = think, protocol
+        self.think, self.protocol, self.ramp = think, protocol, ramp
         self.base, self.study_id, self.username, self.password = base, study_id, username, password
         self.rng = random.Random(seed)
         self.barrier = barrier
@@ -160,6 +161,8 @@ class Reader(threading.Thread):
         except threading.BrokenBarrierError:
             return
         api = f"{self.base}/api/reader/studies/{self.study_id}"
+        if self.ramp:  # readers open the page at different moments, not all in the same millisecond
+            time.sleep(self.rng.uniform(0, self.ramp))
         # The page opens: GET next/ and the image (not an answer's wait: once per visit).
         nxt = self._timed("next", session.get, f"{api}/next/", cookies=cookies, timeout=60)
         if nxt.status_code != 200:
@@ -210,10 +213,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (gthread)")
     parser.add_argument("--think", type=float, default=0.0,
                         help="mean seconds a reader looks at an image before answering (0: a closed loop)")
+    parser.add_argument("--ramp", type=float, default=None,
+                        help="readers open the page at uniform random moments over this many seconds "
+                             "(default: the think time; 0 in a closed loop)")
     parser.add_argument("--protocol", choices=["one-step", "two-step"], default="one-step",
                         help="one-step: POST with include_next (the page); two-step: POST, then GET next/")
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432"))
     args = parser.parse_args()
+    ramp = args.think if args.ramp is None else args.ramp
 
     server = args.postgres.rstrip("/")
     psql(server, f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
@@ -244,7 +251,7 @@ def main() -> None:
             # The clock starts when every reader has logged in (password hashing is not the reader path).
             clock: list[float] = []
             barrier = threading.Barrier(args.readers, action=lambda: clock.append(time.perf_counter()))
-            readers = [Reader(base, study_id, f"bench{i:03d}", password, i, barrier, args.think, args.protocol)
+            readers = [Reader(base, study_id, f"bench{i:03d}", password, i, barrier, args.think, args.protocol, ramp)
                        for i in range(args.readers)]
             load_before = os.getloadavg()
             for r in readers:
@@ -265,7 +272,8 @@ def main() -> None:
     errors = [e for r in readers for e in r.errors]
     answers = sum(r.answers for r in readers)
     requests_done = sum(len(r.timings[k]) for r in readers for k in ("post", "next", "image", "preload"))
-    print(f"\n{args.readers} concurrent readers, think time {args.think:g} s (mean), protocol {args.protocol}; "
+    print(f"\n{args.readers} concurrent readers, think time {args.think:g} s (mean), arriving over {ramp:g} s, "
+          f"protocol {args.protocol}; "
           f"gunicorn {' '.join(worker_args)}; PostgreSQL; {os.cpu_count()} CPUs; "
           f"{answers} answers in {seconds:.1f} s")
     print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}".format(

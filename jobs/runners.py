@@ -310,40 +310,42 @@ def _as_dict(result: Any, **extra) -> dict:
 
 
 _SEED = Param("seed", int, default=0, help="random seed: same parameters and seed give the same result")
+# Shared by both trainers: where the data is and where the run goes; how often it logs and saves.
+_TRAIN_DATA = (
+    Param("data", required=True, help="patch folder (manifest.csv from extract_patches, or class sub-folders)"),
+    Param("out", required=True, help="run folder for checkpoints, logs and sample grids"),
+)
+_TRAIN_LOOP = (
+    Param("log_every", int, help="steps between metrics rows (and progress updates)"),
+    Param("sample_every", int, help="steps between sample grids (0: never)"),
+    Param("save_every", int, help="steps between checkpoints"),
+    Param("resume", bool, default=False, help="continue the run in the run folder"),
+    _SEED,
+)
 
 RUNNERS: dict[str, Runner] = {
     Job.Kind.TRAIN_DIFFUSION: Runner(
         Job.Kind.TRAIN_DIFFUSION, run_train_diffusion, help="Train the class-conditional diffusion model.",
         params=(
-            Param("data", required=True, help="patch folder (manifest.csv from extract_patches, or class sub-folders)"),
-            Param("out", required=True, help="run folder for checkpoints, logs and sample grids"),
+            *_TRAIN_DATA,
             Param("preset", default="tiny", choices=("tiny", "small-128", "adm-128"), help="model preset"),
             Param("steps", int, help="training steps"),
             Param("batch_size", int, help="images per step (default: the preset's)"),
             Param("lr", float, help="learning rate (default: the preset's)"),
             Param("ema_decay", float, help="EMA decay (default: the preset's, 0.9999; lower it for short runs)"),
-            Param("log_every", int, help="steps between metrics rows (and progress updates)"),
-            Param("sample_every", int, help="steps between sample grids (0: never)"),
-            Param("save_every", int, help="steps between checkpoints"),
-            Param("resume", bool, default=False, help="continue the run in the run folder"),
-            _SEED,
+            *_TRAIN_LOOP,
         ),
     ),
     Job.Kind.TRAIN_PROGAN: Runner(
         Job.Kind.TRAIN_PROGAN, run_train_progan, help="Train the conditional ProGAN baseline.",
         params=(
-            Param("data", required=True, help="patch folder (manifest.csv from extract_patches, or class sub-folders)"),
-            Param("out", required=True, help="run folder for checkpoints, logs and sample grids"),
+            *_TRAIN_DATA,
             Param("preset", help="network preset: progan-128 (default) or tiny"),
             Param("image_size", int, help="final resolution in pixels"),
             Param("images_per_phase", int, help="images shown per fade-in and per stable phase"),
             Param("batch_size", int, help="images per step at every resolution"),
             Param("max_steps", int, help="stop this run at that step (resume goes on)"),
-            Param("log_every", int, help="steps between metrics rows (and progress updates)"),
-            Param("sample_every", int, help="steps between sample grids (0: never)"),
-            Param("save_every", int, help="steps between checkpoints"),
-            Param("resume", bool, default=False, help="continue the run in the run folder"),
-            _SEED,
+            *_TRAIN_LOOP,
         ),
     ),
     Job.Kind.GENERATE_IMAGES: Runner(
