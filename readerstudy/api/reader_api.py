@@ -101,7 +101,9 @@ class ReaderResponseApi(APIView):
             return ApiResponse({"detail": fields, "code": "invalid", "fields": data.errors}, status=400)
         try:
             v = data.validated_data
-            kwargs = dict(item_token=v["item"], answer=v["answer"], confidence=v["confidence"], client_id=v["client_id"])
+            kwargs = dict(
+                item_token=v["item"], answer=v["answer"], confidence=v["confidence"], client_id=v["client_id"]
+            )
             if v["include_next"]:
                 result, nxt = response_services.response_submit_and_next(assignment=assignment, **kwargs)
             else:

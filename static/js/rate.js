@@ -147,7 +147,11 @@
     // One client_id per answer: a retry of this very answer resends it unchanged.
     if (!pendingBody || pendingBody.answer !== choice.answer || pendingBody.confidence !== choice.confidence) {
       pendingBody = {
-        item: current.item, answer: choice.answer, confidence: choice.confidence, client_id: uuid4(), include_next: true,
+        item: current.item,
+        answer: choice.answer,
+        confidence: choice.confidence,
+        client_id: uuid4(),
+        include_next: true,
       };
     }
     let res;
