@@ -1,4 +1,5 @@
-"""Command-line options shared by build_study and import_study: the per-study settings."""
+"""Command-line helpers shared by the reader-study commands: the per-study settings options of
+build_study and import_study, and looking a study or image set up by name or id."""
 from django.core.management.base import CommandError
 
 from readerstudy.models import Study
@@ -55,3 +56,13 @@ def describe(study: Study) -> str:
         roles[role] = roles.get(role, 0) + 1
     counts = ", ".join(f"{n} {role}" for role, n in sorted(roles.items()))
     return f"study {study.name!r} (id {study.pk}, {study.state}): {counts} items"
+
+
+def get_by_name_or_id(model, ref: str, *, what: str):
+    """The `model` row named `ref`, or else with the primary key `ref`; a CommandError otherwise."""
+    found = model.objects.filter(name=ref).first()
+    if found is None and ref.isdigit():
+        found = model.objects.filter(pk=int(ref)).first()
+    if found is None:
+        raise CommandError(f"no {what} named {ref!r}")
+    return found

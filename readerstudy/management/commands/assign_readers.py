@@ -2,6 +2,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from readerstudy.management.commands._study_options import get_by_name_or_id
 from readerstudy.models import Study
 from readerstudy.services.studies import StudyError, study_assign_readers
 
@@ -14,12 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("users", nargs="+", help="user names")
 
     def handle(self, *args, **options):
-        name = options["study"]
-        study = Study.objects.filter(name=name).first()
-        if study is None and name.isdigit():
-            study = Study.objects.filter(pk=int(name)).first()
-        if study is None:
-            raise CommandError(f"no study named {name!r}")
+        study = get_by_name_or_id(Study, options["study"], what="study")
         User = get_user_model()
         found = {u.get_username(): u for u in User.objects.filter(**{f"{User.USERNAME_FIELD}__in": options["users"]})}
         unknown = [u for u in options["users"] if u not in found]

@@ -1,7 +1,12 @@
 """`manage.py build_study --name N --real SET:COUNT --synthetic SET:COUNT [...]`: a balanced study from image sets."""
 from django.core.management.base import BaseCommand, CommandError
 
-from readerstudy.management.commands._study_options import add_settings_arguments, describe, settings_from_options
+from readerstudy.management.commands._study_options import (
+    add_settings_arguments,
+    describe,
+    get_by_name_or_id,
+    settings_from_options,
+)
 from readerstudy.models import ImageSet, Study
 from readerstudy.services.building import SetCount, study_build
 from readerstudy.services.studies import StudyError, study_set_state
@@ -15,11 +20,7 @@ def _set_count(value: str) -> SetCount:
         n = int(count)
     except ValueError:
         raise CommandError(f"{value!r}: the count {count!r} is not a whole number") from None
-    image_set = ImageSet.objects.filter(name=name).first()
-    if image_set is None and name.isdigit():
-        image_set = ImageSet.objects.filter(pk=int(name)).first()
-    if image_set is None:
-        raise CommandError(f"{value!r}: no image set named {name!r}")
+    image_set = get_by_name_or_id(ImageSet, name, what="image set")
     return SetCount(image_set=image_set, count=n)
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from readerstudy import exports, results_selectors
+from readerstudy.management.commands._study_options import get_by_name_or_id
 from readerstudy.models import Study
 from readerstudy.stats import INTERVALS
 
@@ -19,12 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--interval", choices=list(INTERVALS), default="wilson", help="95%% interval method")
 
     def handle(self, *args, **options):
-        name = options["study"]
-        study = Study.objects.filter(name=name).first()
-        if study is None and name.isdigit():
-            study = Study.objects.filter(pk=int(name)).first()
-        if study is None:
-            raise CommandError(f"no study named {name!r}")
+        study = get_by_name_or_id(Study, options["study"], what="study")
         out = options["out"]
         if out.exists() and not out.is_dir():
             raise CommandError(f"--out {out}: exists and is not a folder")
