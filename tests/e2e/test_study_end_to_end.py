@@ -16,7 +16,7 @@ import zipfile
 import pytest
 
 from readerstudy.models import Response, Study, StudyItem
-from tests.e2e.browser import admin_log_in, chromium, open_page, site_log_in
+from tests.browser import admin_log_in, chromium, open_page, site_log_in
 from tests.factories import PASSWORD, make_user, png_bytes
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls in the test are safe.

@@ -2,54 +2,27 @@
 with the keyboard, leaves half-way, comes back in a new browser and resumes at the same place,
 then finishes. The answers stored are exactly the keys pressed, in the reader's own order."""
 import os
-from pathlib import Path
 
 import pytest
 
 from readerstudy.models import Response, StudyItem
-from tests.conftest import require_service
+from tests.browser import chromium, open_page, site_log_in
 from tests.factories import PASSWORD, make_study, make_user
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls in the test are safe.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-TIMEOUT_MS = 30_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture
 def browser():
-    if not CHROMIUM.exists():
-        require_service("chromium", f"{CHROMIUM} is missing (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def _open_page(browser, errors):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
-    return context, page
+    with chromium() as launched:
+        yield launched
 
 
 def _log_in(page, base_url, user):
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
+    site_log_in(page, base_url, user.username, PASSWORD)
 
 
 def _rate_shown_item(page, expected_token, expected_progress, keys):
@@ -78,7 +51,7 @@ def test_a_reader_works_through_a_study_with_the_keyboard_leaves_and_resumes(bro
     errors = []
 
     # First visit: log in, read the instructions, do the practice item and three items.
-    context, page = _open_page(browser, errors)
+    context, page = open_page(browser, errors)
     _log_in(page, live_server.url, reader)
     page.click(f"a[href='/studies/{study.pk}/']")
     assert study.instructions[:60] in page.text_content(".instructions")
@@ -99,7 +72,7 @@ def test_a_reader_works_through_a_study_with_the_keyboard_leaves_and_resumes(bro
     context.close()  # the reader leaves half-way
 
     # Second visit: a new browser session, back to the same place.
-    context, page = _open_page(browser, errors)
+    context, page = open_page(browser, errors)
     api_calls = []
     page.on("request", lambda r: "/api/reader/" in r.url and api_calls.append((r.method, r.url.split("/")[-2])))
     _log_in(page, live_server.url, reader)
@@ -132,7 +105,7 @@ def test_where_the_study_allows_it_the_reader_changes_the_previous_answer_with_t
     study = make_study(n_real=2, n_synthetic=1, readers=[reader], allow_revision=True)
     order = [StudyItem.objects.get(pk=pk).token for pk in study.assignments.get().item_order]
     errors = []
-    context, page = _open_page(browser, errors)
+    context, page = open_page(browser, errors)
     _log_in(page, live_server.url, reader)
     page.goto(f"{live_server.url}/studies/{study.pk}/rate/")
     _rate_shown_item(page, order[0], "1 / 3", ("r", "2", "Enter"))

@@ -1,4 +1,4 @@
-"""Launching Debian's Chromium for the end-to-end tests (Playwright's sync API), and the page
+"""Launching Debian's Chromium for the browser tests (Playwright's sync API), and the page
 helpers they share: a fresh browser context per user, page errors collected, the login forms."""
 from contextlib import contextmanager
 from pathlib import Path
