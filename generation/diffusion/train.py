@@ -19,7 +19,7 @@ from generation.diffusion.pipeline import DiffusionGenerator
 from generation.diffusion.unet import DiffusionUNet, count_parameters
 from generation.training.checkpoint import checkpoint_load, checkpoint_save, rng_state_restore
 from generation.training.data import PatchDataset, augment_dihedral, make_loader, step_generator, to_model_range
-from generation.training.distributed import ddp_wrap, distributed_setup, seed_everything
+from generation.training.distributed import ddp_wrap, distributed_cleanup, distributed_setup, seed_everything
 from generation.training.ema import EMA
 from generation.training.grids import grid_save
 from generation.training.logging import MetricsLog
@@ -51,8 +51,16 @@ class TrainOptions:
 
 def train(config: DiffusionConfig, options: TrainOptions) -> Path:
     """Train (or resume) into `options.out`; returns the checkpoint path. `config.num_classes` and
-    `config.classes` and `config.image_size` are taken from the data."""
+    `config.classes` and `config.image_size` are taken from the data. Under torchrun the process
+    group lives for this call only."""
     env = distributed_setup(options.device, bf16=options.bf16)
+    try:
+        return _train(config, options, env)
+    finally:
+        distributed_cleanup()
+
+
+def _train(config: DiffusionConfig, options: TrainOptions, env) -> Path:
     out = Path(options.out)
     ckpt_path = out / "checkpoint.pt"
     ckpt = None

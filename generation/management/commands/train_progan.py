@@ -23,7 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--images-per-phase-fade", type=int, help="images while a resolution fades in (600k)")
         parser.add_argument("--images-per-phase-stable", type=int, help="images per stable phase (600k)")
         parser.add_argument("--batch-sizes", help="per resolution, e.g. 4:128,8:128,16:128,32:64,64:32,128:16, "
-                                                  "or one number for all")
+                                                  "or one number for all; per process: under torchrun the global batch is this "
+                                                  "times the number of processes")
         parser.add_argument("--split", help="only manifest rows with this split (e.g. train)")
         parser.add_argument("--total-images", type=int, help="images in all (default: to the end of the last phase)")
         parser.add_argument("--max-steps", type=int, help="stop this invocation at this global step")
