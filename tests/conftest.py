@@ -27,3 +27,15 @@ def require_service(name: str, reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{name} is required in CI: {reason}")
     pytest.skip(f"{name} not available: {reason}")
+
+
+def require_redis() -> str:
+    """The Redis URL for tests that need a broker (`TEST_REDIS_URL`); skip or fail as `require_service`."""
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means the service is absent
+        require_service("Redis", f"{url}: {exc}")
+    return url

@@ -1,6 +1,7 @@
 """Shared test factories: users, image sets of small generated PNGs, studies with readers."""
 import io
 import itertools
+import zipfile
 
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -64,3 +65,16 @@ def make_study(
     study_assign_readers(study=study, users=list(readers))
     study_set_state(study=study, state=state)
     return study
+
+
+def study_archive(entries: dict[str, bytes | str], manifest: str | None = None, *, name: str = "study.zip") -> io.BytesIO:
+    """A study-upload zip in memory: `manifest.csv` (when given) and the `entries`, named `name`."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        if manifest is not None:
+            zf.writestr("manifest.csv", manifest)
+        for entry, data in entries.items():
+            zf.writestr(entry, data)
+    out.seek(0)
+    out.name = name
+    return out

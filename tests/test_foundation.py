@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.conftest import require_service
+from tests.conftest import require_redis, require_service
 
 ROOT = Path(__file__).resolve().parent.parent
 # Django wrappers inside the ML packages: everything else there must import without Django.
@@ -56,19 +56,8 @@ def test_database_url_selects_postgresql():
         assert "PostgreSQL" in cursor.fetchone()[0]
 
 
-def _redis_url() -> str:
-    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    try:
-        import redis
-
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means the service is absent
-        require_service("Redis", f"{url}: {exc}")
-    return url
-
-
 def test_celery_task_travels_through_redis_to_a_worker_process():
-    url = _redis_url()
+    url = require_redis()
     env = dict(os.environ, CELERY_BROKER_URL=url, CELERY_RESULT_BACKEND=url)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--concurrency=1",

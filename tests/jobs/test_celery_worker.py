@@ -11,7 +11,7 @@ from django.db import connection
 
 from jobs.models import Job
 from readerstudy.models import Study
-from tests.conftest import require_service
+from tests.conftest import require_redis, require_service
 from tests.factories import make_image_set, make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,14 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _services() -> str:
     if connection.vendor != "postgresql":
         require_service("PostgreSQL", "a worker process cannot share SQLite's in-memory test database; set DATABASE_URL")
-    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    try:
-        import redis
-
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means the service is absent
-        require_service("Redis", f"{url}: {exc}")
-    return url
+    return require_redis()
 
 
 @pytest.mark.slow

@@ -1,13 +1,11 @@
 """The Django admin of the reader study: lists, build and upload pages, assigning readers, state actions."""
-import io
-import zipfile
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
 from readerstudy.models import Image, ImageSet, Response, Study, StudyItem, StudyReader
-from tests.factories import make_image_set, make_study, make_user, png_bytes
+from tests.factories import make_image_set, make_study, make_user, png_bytes, study_archive
 
 
 @pytest.fixture(autouse=True)
@@ -94,20 +92,9 @@ def test_build_page_creates_a_balanced_study(staff_client):
     assert add["Location"] == reverse("admin:readerstudy_study_build")
 
 
-def _zip(manifest: str, files: dict) -> io.BytesIO:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        zf.writestr("manifest.csv", manifest)
-        for name, data in files.items():
-            zf.writestr(name, data)
-    out.seek(0)
-    out.name = "upload.zip"
-    return out
-
-
 def test_upload_page_imports_or_lists_every_problem(staff_client, _media_root):
     files = {"a.png": png_bytes(1), "b.png": png_bytes(2)}
-    bad = _zip("filename,truth,generator,label\na.png,real,real,X\nb.png,fake,gan,X\nc.png,real,real,X\n", files)
+    bad = study_archive(files, "filename,truth,generator,label\na.png,real,real,X\nb.png,fake,gan,X\nc.png,real,real,X\n", name="upload.zip")
     page = staff_client.post(reverse("admin:readerstudy_study_upload"), {**SETTINGS_POST, "name": "Up", "archive": bad})
     html = page.content.decode()
     assert page.status_code == 200 and "3 problems; nothing was created" in html
@@ -116,7 +103,7 @@ def test_upload_page_imports_or_lists_every_problem(staff_client, _media_root):
     assert "b.png: in the archive but not listed in manifest.csv" in html
     assert not Study.objects.exists() and not ImageSet.objects.exists() and not Image.objects.exists()
     assert not [p for p in _media_root.rglob("*") if p.is_file()]
-    good = _zip("filename,truth,generator,label\na.png,real,real,X\nb.png,synthetic,gan,X\n", files)
+    good = study_archive(files, "filename,truth,generator,label\na.png,real,real,X\nb.png,synthetic,gan,X\n", name="upload.zip")
     post = {**SETTINGS_POST, "name": "Up", "archive": good}
     response = staff_client.post(reverse("admin:readerstudy_study_upload"), post)
     assert response.status_code == 302

@@ -1,13 +1,11 @@
 """The staff API: image sets, studies (build, upload, settings, state), items, readers, responses; 403 otherwise."""
-import io
-import zipfile
 
 import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from readerstudy.models import Image, ImageSet, Response, Study, StudyItem, StudyReader
-from tests.factories import make_image_set, make_study, make_user, png_bytes
+from tests.factories import make_image_set, make_study, make_user, png_bytes, study_archive
 
 
 @pytest.fixture(autouse=True)
@@ -20,17 +18,6 @@ def staff(db):
     client = APIClient()
     client.force_authenticate(make_user("boss", staff=True))
     return client
-
-
-def _zip(manifest: str, files: dict) -> io.BytesIO:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as zf:
-        zf.writestr("manifest.csv", manifest)
-        for name, data in files.items():
-            zf.writestr(name, data)
-    out.seek(0)
-    out.name = "api.zip"
-    return out
 
 
 def test_non_staff_and_anonymous_get_403_everywhere(db):
@@ -116,13 +103,13 @@ def test_build_assign_open_and_follow(staff):
 
 def test_upload(staff, _media_root):
     files = {"a.png": png_bytes(1), "b.png": png_bytes(2)}
-    bad = _zip("filename,truth,generator\na.png,real,real\n", files)
+    bad = study_archive(files, "filename,truth,generator\na.png,real,real\n", name="api.zip")
     response = staff.post("/api/admin/studies/upload/", {"name": "Up", "archive": bad}, format="multipart")
     assert response.status_code == 400
     assert response.json()["problems"][0].startswith("manifest.csv: missing column(s) label")
     assert not ImageSet.objects.exists() and not Image.objects.exists()
     assert not [p for p in _media_root.rglob("*") if p.is_file()]
-    good = _zip("filename,truth,generator,label\na.png,real,real,A\nb.png,synthetic,gan,A\n", files)
+    good = study_archive(files, "filename,truth,generator,label\na.png,real,real,A\nb.png,synthetic,gan,A\n", name="api.zip")
     response = staff.post("/api/admin/studies/upload/", {"name": "Up", "archive": good, "allow_revision": "true"},
                           format="multipart")
     assert response.status_code == 201, response.json()

@@ -8,21 +8,9 @@ from django.core.management import CommandError, call_command
 
 from readerstudy.models import Image, ImageSet, Study, StudyItem
 from readerstudy.services.imports import ImportLimits, StudyImportError, study_import
-from tests.factories import png_bytes
+from tests.factories import png_bytes, study_archive
 
 HEADER = "filename,truth,generator,label\n"
-
-
-def make_zip(entries: dict[str, bytes | str], manifest: str | None = None) -> io.BytesIO:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        if manifest is not None:
-            zf.writestr("manifest.csv", manifest)
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    out.seek(0)
-    out.name = "study.zip"
-    return out
 
 
 def valid_entries() -> tuple[dict, str]:
@@ -49,7 +37,7 @@ def nothing_created(media_root: Path) -> bool:
 @pytest.mark.django_db
 def test_valid_archive_creates_one_set_per_truth_and_generator_and_the_study(_media_root):
     entries, manifest = valid_entries()
-    study = study_import(name="Upload 1", archive=make_zip(entries, manifest), seed=3, allow_revision=True)
+    study = study_import(name="Upload 1", archive=study_archive(entries, manifest), seed=3, allow_revision=True)
     assert study.state == Study.State.DRAFT and study.allow_revision
     sets = {(s.kind, s.generator): s.images.count() for s in ImageSet.objects.all()}
     assert sets == {("real", "real"): 2, ("synthetic", "diffusion"): 1, ("synthetic", "progan"): 1}
@@ -67,7 +55,7 @@ def test_valid_archive_creates_one_set_per_truth_and_generator_and_the_study(_me
 def test_archive_in_one_folder_with_roles_and_extra_columns():
     manifest = "filename,truth,generator,label,role,slide\nr1.png,real,real,A,,S1\nr2.png,real,real,A,practice,S2\n"
     manifest += "d1.png,synthetic,diffusion,A,main,\n"
-    data = make_zip({"export/manifest.csv": manifest, "export/r1.png": png_bytes(1), "export/r2.png": png_bytes(2),
+    data = study_archive({"export/manifest.csv": manifest, "export/r1.png": png_bytes(1), "export/r2.png": png_bytes(2),
                      "export/d1.png": png_bytes(3), "__MACOSX/export/._r1.png": b"junk"})
     study = study_import(name="Folder", archive=data, repeats=1)
     roles = sorted(study.items.values_list("role", flat=True))
@@ -92,7 +80,7 @@ def test_not_a_zip(_media_root):
 def test_dotdot_and_absolute_entries_are_named(_media_root):
     entries, manifest = valid_entries()
     entries.update({"../evil.png": png_bytes(9), "/etc/evil.png": png_bytes(9), "img\\..\\x.png": png_bytes(9)})
-    problems = _problems(make_zip(entries, manifest))
+    problems = _problems(study_archive(entries, manifest))
     assert any("../evil.png" in p and ".." in p for p in problems)
     assert any("/etc/evil.png" in p and "absolute" in p for p in problems)
     assert any("img\\..\\x.png" in p for p in problems)
@@ -103,7 +91,7 @@ def test_dotdot_and_absolute_entries_are_named(_media_root):
 def test_decompression_bomb_by_total_size(_media_root):
     entries, manifest = valid_entries()
     entries["img/zeros.bin"] = b"\0" * 2_000_000  # compresses to ~2 kB
-    problems = _problems(make_zip(entries, manifest), limits=ImportLimits(max_total_bytes=1_000_000))
+    problems = _problems(study_archive(entries, manifest), limits=ImportLimits(max_total_bytes=1_000_000))
     assert any("decompression bomb" in p for p in problems), problems
     assert nothing_created(_media_root)
 
@@ -117,7 +105,7 @@ def test_decompression_bomb_by_pixel_count(_media_root):
     PILImage.new("RGB", (6000, 6000)).save(out, format="PNG")
     entries, manifest = valid_entries()
     entries["img/bomb.png"] = out.getvalue()
-    problems = _problems(make_zip(entries, manifest + "img/bomb.png,synthetic,diffusion,A\n"))
+    problems = _problems(study_archive(entries, manifest + "img/bomb.png,synthetic,diffusion,A\n"))
     assert problems == [
         f"img/bomb.png: 6000x6000 pixels is more than the limit of {4096 * 4096} (a decompression bomb?)"
     ]
@@ -130,7 +118,7 @@ def test_non_images_and_corrupt_images_are_named(_media_root):
     entries["img/notes.png"] = b"just some text"
     entries["img/cut.png"] = png_bytes(7)[:120]
     manifest += "img/notes.png,real,real,A\nimg/cut.png,synthetic,diffusion,B\n"
-    problems = _problems(make_zip(entries, manifest))
+    problems = _problems(study_archive(entries, manifest))
     assert len(problems) == 2
     assert problems[0].startswith("img/notes.png: not a readable image")
     assert problems[1].startswith("img/cut.png: not a readable image")
@@ -140,7 +128,7 @@ def test_non_images_and_corrupt_images_are_named(_media_root):
 @pytest.mark.django_db
 def test_missing_columns(_media_root):
     entries, _ = valid_entries()
-    problems = _problems(make_zip(entries, "filename,truth\nimg/r1.png,real\n"))
+    problems = _problems(study_archive(entries, "filename,truth\nimg/r1.png,real\n"))
     assert problems[0] == (
         "manifest.csv: missing column(s) generator, label; expected filename,truth,generator,label "
         "(found filename,truth)"
@@ -158,7 +146,7 @@ def test_every_row_problem_is_collected_with_its_line(_media_root):
         "img/gone.png,synthetic,diffusion,A\n"  # line 5: missing file
         "img/d1.png,synthetic,,A\n"  # line 6: synthetic without generator
     )
-    problems = _problems(make_zip(entries, manifest))
+    problems = _problems(study_archive(entries, manifest))
     assert "manifest.csv line 3: unknown truth 'maybe' (expected real or synthetic)" in problems
     assert "manifest.csv line 4: filename 'img/r1.png' is listed twice (first on line 2)" in problems
     assert "manifest.csv line 5: 'img/gone.png' is not in the archive" in problems
@@ -172,8 +160,8 @@ def test_every_row_problem_is_collected_with_its_line(_media_root):
 def test_unlisted_image_and_no_manifest(_media_root):
     entries, manifest = valid_entries()
     entries["img/extra.png"] = png_bytes(11)
-    assert _problems(make_zip(entries, manifest)) == ["img/extra.png: in the archive but not listed in manifest.csv"]
-    assert _problems(make_zip(entries)) == ["study.zip: no manifest.csv at the top of the archive"]
+    assert _problems(study_archive(entries, manifest)) == ["img/extra.png: in the archive but not listed in manifest.csv"]
+    assert _problems(study_archive(entries)) == ["study.zip: no manifest.csv at the top of the archive"]
     assert nothing_created(_media_root)
 
 
@@ -188,16 +176,16 @@ def test_failure_during_writing_leaves_no_rows_and_no_files(_media_root, monkeyp
     monkeypatch.setattr(imports, "study_create", boom)
     entries, manifest = valid_entries()
     with pytest.raises(RuntimeError):
-        study_import(name="Boom", archive=make_zip(entries, manifest))
+        study_import(name="Boom", archive=study_archive(entries, manifest))
     assert nothing_created(_media_root)
 
 
 @pytest.mark.django_db
 def test_existing_study_name_and_bad_settings_are_reported(_media_root):
     entries, manifest = valid_entries()
-    study_import(name="Taken", archive=make_zip(entries, manifest))
+    study_import(name="Taken", archive=study_archive(entries, manifest))
     with pytest.raises(StudyImportError) as info:
-        study_import(name="Taken", archive=make_zip(entries, manifest), confidence_labels=["x"])
+        study_import(name="Taken", archive=study_archive(entries, manifest), confidence_labels=["x"])
     assert "a study named 'Taken' exists already" in info.value.problems
     assert any("confidence_labels: 1 labels for the 5 levels 1..5" in p for p in info.value.problems)
     assert Study.objects.count() == 1
@@ -207,7 +195,7 @@ def test_existing_study_name_and_bad_settings_are_reported(_media_root):
 def test_import_study_command(tmp_path):
     entries, manifest = valid_entries()
     path = tmp_path / "s.zip"
-    path.write_bytes(make_zip(entries, manifest).getvalue())
+    path.write_bytes(study_archive(entries, manifest).getvalue())
     out = io.StringIO()
     call_command("import_study", str(path), "--name", "CLI", "--open", "--seed", "5", stdout=out)
     study = Study.objects.get(name="CLI")
@@ -238,6 +226,6 @@ def test_duplicate_entries_symlinks_and_too_many_entries(_media_root):
     problems = _problems(out)
     assert "img/r1.png: more than one entry with this name in the archive" in problems
     assert "img/link.png: symbolic link in the archive" in problems
-    problems = _problems(make_zip(entries, manifest), limits=ImportLimits(max_entries=3))
+    problems = _problems(study_archive(entries, manifest), limits=ImportLimits(max_entries=3))
     assert problems == ["the archive has 5 entries, more than the limit of 3"]
     assert nothing_created(_media_root)
