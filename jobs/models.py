@@ -11,6 +11,8 @@ class Job(models.Model):
         EXTRACT_PATCHES = "extract_patches", "Extract patches"
         EVALUATE_METRICS = "evaluate_metrics", "Evaluate metrics"
         BUILD_STUDY = "build_study", "Build study"
+        IMPORT_STUDY = "import_study", "Import study archive"
+        COMPARE_GENERATORS = "compare_generators", "Compare generators"
 
     class State(models.TextChoices):
         QUEUED = "queued", "Queued"

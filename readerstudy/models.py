@@ -89,6 +89,24 @@ class Study(models.Model):
     confidence_labels = models.JSONField(default=default_confidence_labels, blank=True)
     allow_revision = models.BooleanField(default=False)
     seed = models.BigIntegerField(default=0)
+    # Half-width of the equivalence region around chance (AUC 0.5) for the "indistinguishable" verdict
+    # (two one-sided tests in the MRMC analysis); staff may change it before reading the results.
+    equivalence_margin = models.FloatField(default=0.05)
+    # A gentle break reminder after every N answered images; 0 turns it off.
+    break_every = models.PositiveSmallIntegerField(default=40)
+    # Microns per pixel of the shown images, for the viewer's scale bar. One value per study (never per
+    # image), so the bar cannot tell real from synthetic; null means no scale bar.
+    microns_per_pixel = models.FloatField(null=True, blank=True)
+
+    class Harmonisation(models.TextChoices):
+        NONE = "none", "None (lossless re-encode only)"
+        JPEG90 = "jpeg90", "Every image through JPEG quality 90"
+        RESIZE = "resize", "Every image through the same down- and up-sampling path"
+
+    # Applied to every source image at build so the arms share one low-level history.
+    harmonisation = models.CharField(max_length=16, choices=Harmonisation.choices, default=Harmonisation.NONE)
+    # Result of the low-level confound audit run at build or upload (see readerstudy.services.audit).
+    confound_audit = models.JSONField(default=dict, blank=True)
     # How the study was made: source image sets and counts, or the uploaded archive's name and hash.
     provenance = models.JSONField(default=dict, blank=True)
     readers = models.ManyToManyField(
@@ -189,6 +207,9 @@ class Response(models.Model):
     shown_at = models.DateTimeField(null=True, blank=True)
     answered_at = models.DateTimeField()
     seconds = models.FloatField(null=True, blank=True)
+    # Reading time measured by the page with the clock stopped while the tab was hidden; null when the
+    # page did not send it (older clients, API use).
+    active_seconds = models.FloatField(null=True, blank=True)
     revised_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -199,3 +220,49 @@ class Response(models.Model):
 
     def __str__(self) -> str:
         return f"{self.assignment.pseudonym} on item {self.item_id}: {self.answer} ({self.confidence})"
+
+
+class ResponseEvent(models.Model):
+    """Every accepted answer or revision, in order: the audit trail, and the memory of every client_id.
+
+    Replaying any earlier client_id returns the current answer and changes nothing, because the id is
+    looked up here, not on the (revisable) `Response` row.
+    """
+
+    class Kind(models.TextChoices):
+        ANSWER = "answer", "Answer"
+        REVISION = "revision", "Revision"
+
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    client_id = models.UUIDField(unique=True)
+    answer = models.CharField(max_length=16, choices=Truth.choices)
+    confidence = models.PositiveSmallIntegerField()
+    seconds = models.FloatField(null=True, blank=True)
+    active_seconds = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["response", "created_at", "id"]
+
+
+class ItemFlag(models.Model):
+    """A reader's flag on an image ("something is wrong with this image"), with an optional comment.
+
+    Staff-visible and exported; it never changes the answer.
+    """
+
+    assignment = models.ForeignKey(StudyReader, on_delete=models.CASCADE, related_name="flags")
+    item = models.ForeignKey(StudyItem, on_delete=models.CASCADE, related_name="flags")
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["assignment", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["assignment", "item"], name="one_flag_per_reader_item"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.assignment.pseudonym} flagged item {self.item_id}"
