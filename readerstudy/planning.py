@@ -1,0 +1,158 @@
+"""Reader-study planning: power and sample size for the Obuchowski-Rockette (OR) MRMC analysis.
+
+Pure numpy/pandas/scipy (no Django). Owns "how many readers and images does the next study need?",
+from the OR variance components of a pilot or finished study (`readerstudy.mrmc.mrmc(...)
+["variance_components"]`) or from stated assumptions. The components are those of the analysis
+`readerstudy.mrmc` runs, so a plan and the later analysis agree.
+
+- goal "difference" (two tests, e.g. diffusion vs ProGAN; `effect` = the AUC difference to detect):
+  Hillis, Obuchowski & Berbaum (2011, Acad Radiol 18:129) for the OR model: the F statistic of the
+  analysis has, approximately, a non-central F(1, ddf_H, lambda) distribution with
+  lambda = r * effect^2 / (2 * D), D = var_tr + var_error - cov1 + (r - 1) * max(cov2 - cov3, 0), and
+  ddf_H = D^2 / (E[MS(T:R)]^2 / (r - 1)), E[MS(T:R)] = var_tr + var_error - cov1 - max(cov2 - cov3, 0).
+- goal "equivalence" (one test; true FOM = 0.5 + effect; shown equivalent to 0.5 within +/- margin by
+  the two one-sided tests of `readerstudy.mrmc.equivalence_test`): the same OR model for one test,
+  the reader-averaged FOM ~ N(0.5 + effect, (s2_R + var_error + (r - 1) cov2) / r) with
+  s2_R = var_r (+ var_tr when given); its standard error and Hillis df use MS(R), which is
+  independent of the mean and distributed as E[MS(R)] chi2_{r-1} / (r - 1); the power is integrated
+  exactly over that distribution (cov2 taken as known).
+
+The case-level parts (var_error, cov1, cov2, cov3) scale as n_cases_pilot / n_cases; the reader
+parts (var_r, var_tr) do not. Negative reader variance estimates count as 0, as Hillis et al.
+advise. Both formulas are checked against simulated studies analysed with `mrmc()`
+(tests/readerstudy/test_planning.py).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import integrate
+from scipy import stats as sps
+
+GOALS = ("difference", "equivalence")
+COMPONENT_KEYS = ("var_error", "cov1", "cov2", "cov3", "var_tr", "var_r")
+
+
+def _components(components: dict, goal: str) -> dict[str, float]:
+    needed = ("var_error", "cov2", "var_r") if goal == "equivalence" else ("var_error", "cov1", "cov2", "cov3", "var_tr")
+    missing = [k for k in needed if k not in components]
+    if missing:
+        raise ValueError(f"components: missing {', '.join(missing)} (expected keys {', '.join(COMPONENT_KEYS)})")
+    out = {}
+    for key in COMPONENT_KEYS:
+        value = components.get(key, np.nan)
+        value = float(value) if value is not None else np.nan
+        if key in needed and not math.isfinite(value):
+            raise ValueError(f"components: {key} is {value}; goal {goal!r} needs it "
+                             + ("(the components of a two-test analysis)" if goal == "difference" else ""))
+        out[key] = value
+    return out
+
+
+def _check(n_readers: int, n_cases: int, n_cases_pilot: int, alpha: float, goal: str, margin: float) -> None:
+    if goal not in GOALS:
+        raise ValueError(f"unknown goal {goal!r}; choose one of {', '.join(GOALS)}")
+    if n_readers < 2:
+        raise ValueError(f"n_readers must be at least 2; got {n_readers}")
+    if n_cases < 1 or n_cases_pilot < 1:
+        raise ValueError(f"n_cases and n_cases_pilot must be positive; got {n_cases} and {n_cases_pilot}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1; got {alpha}")
+    if goal == "equivalence" and not margin > 0:
+        raise ValueError(f"equivalence margin must be positive; got {margin}")
+
+
+def _difference_power(c: dict, r: int, effect: float, alpha: float) -> float:
+    case_excess = max(c["cov2"] - c["cov3"], 0.0)
+    var_tr = max(c["var_tr"], 0.0)
+    expected_ms_tr = var_tr + c["var_error"] - c["cov1"] - case_excess
+    denominator = expected_ms_tr + r * case_excess
+    if denominator <= 0:
+        return 1.0 if effect != 0 else alpha
+    noncentrality = r * effect**2 / (2 * denominator)
+    if expected_ms_tr <= 0:
+        critical = sps.chi2.ppf(1 - alpha, 1)
+        return float(sps.ncx2.sf(critical, 1, noncentrality))
+    ddf = denominator**2 / (expected_ms_tr**2 / (r - 1))
+    critical = sps.f.ppf(1 - alpha, 1, ddf)
+    return float(sps.ncf.sf(critical, 1, ddf, noncentrality))
+
+
+def _equivalence_power(c: dict, r: int, effect: float, alpha: float, margin: float) -> float:
+    reader_var = max(c["var_r"] + (c["var_tr"] if math.isfinite(c["var_tr"]) else 0.0), 0.0)
+    cov2 = max(c["cov2"], 0.0)
+    expected_ms_r = reader_var + c["var_error"] - cov2
+    sd_mean = math.sqrt(max(reader_var + c["var_error"] + (r - 1) * cov2, 0.0) / r)
+
+    def conditional(ms_r: float) -> float:
+        se = math.sqrt(ms_r / r + cov2)
+        df = (ms_r + r * cov2) ** 2 / (ms_r**2 / (r - 1)) if ms_r > 0 else np.inf
+        reach = margin - sps.t.ppf(1 - alpha, df) * se  # |estimate - 0.5| must stay below this
+        if reach <= 0:
+            return 0.0
+        if sd_mean == 0:
+            return float(abs(effect) < reach)
+        return float(sps.norm.cdf((reach - effect) / sd_mean) - sps.norm.cdf((-reach - effect) / sd_mean))
+
+    if expected_ms_r <= 0:
+        return conditional(0.0)
+    k = r - 1  # ms_r = expected_ms_r * W / k, W ~ chi2(k)
+    value, _ = integrate.quad(lambda w: conditional(expected_ms_r * w / k) * sps.chi2.pdf(w, k),
+                              0, sps.chi2.ppf(1 - 1e-10, k), limit=200)
+    return float(min(max(value, 0.0), 1.0))
+
+
+def power(*, components: dict, n_readers: int, n_cases: int, n_cases_pilot: int, effect: float,
+          alpha: float = 0.05, goal: str = "difference", margin: float = 0.05) -> float:
+    """Power of the OR analysis for a study of n_readers x n_cases (see the module docstring).
+
+    components: var_error, cov1, cov2, cov3, var_tr, var_r as in `mrmc()["variance_components"]`
+    (two tests for "difference"; one test for "equivalence") estimated on n_cases_pilot cases.
+    effect: the AUC difference to detect ("difference"), or the true distance of the FOM from 0.5
+    ("equivalence", shown within +/- margin).
+    """
+    _check(n_readers, n_cases, n_cases_pilot, alpha, goal, margin)
+    c = _components(components, goal)
+    scale = n_cases_pilot / n_cases
+    for key in ("var_error", "cov1", "cov2", "cov3"):
+        c[key] *= scale
+    if goal == "difference":
+        return _difference_power(c, n_readers, effect, alpha)
+    return _equivalence_power(c, n_readers, effect, alpha, margin)
+
+
+def sample_size_table(*, components: dict, n_cases_pilot: int, effect: float, alpha: float = 0.05,
+                      target_power: float = 0.8, goal: str = "difference", margin: float = 0.05,
+                      readers=range(3, 26), max_cases: int = 20000) -> pd.DataFrame:
+    """For each number of readers, the fewest cases whose power reaches target_power.
+
+    Columns n_readers, n_cases (NaN where even max_cases falls short: more readers are needed, since
+    reader variability does not shrink with cases) and power (at n_cases, or at max_cases where
+    n_cases is NaN). Power grows with cases, so a bisection finds the least n_cases.
+    """
+    if not 0 < target_power < 1:
+        raise ValueError(f"target_power must be between 0 and 1; got {target_power}")
+
+    def at(r: int, n: int) -> float:
+        return power(components=components, n_readers=r, n_cases=n, n_cases_pilot=n_cases_pilot,
+                     effect=effect, alpha=alpha, goal=goal, margin=margin)
+
+    rows = []
+    for r in readers:
+        r = int(r)
+        top = at(r, max_cases)
+        if top < target_power:
+            rows.append({"n_readers": r, "n_cases": np.nan, "power": top})
+            continue
+        lo, hi = 1, max_cases  # at(hi) reaches the target; find the least such n
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if at(r, mid) >= target_power:
+                hi = mid
+            else:
+                lo = mid
+        n = lo if at(r, lo) >= target_power else hi
+        rows.append({"n_readers": r, "n_cases": float(n), "power": at(r, n)})
+    return pd.DataFrame(rows, columns=["n_readers", "n_cases", "power"])
