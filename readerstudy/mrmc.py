@@ -340,16 +340,17 @@ def or_components(theta: np.ndarray, cov: np.ndarray) -> dict:
 
 
 def _global_and_differences(theta: np.ndarray, comps: dict, tests: list, alpha: float):
+    """The F test of equal tests and every pairwise difference (one shared Hillis denominator, as MRMCaov)."""
     T, R = theta.shape
     if T < 2:
-        return pd.DataFrame(columns=GLOBAL_COLUMNS), pd.DataFrame(columns=DIFFERENCE_COLUMNS)
+        return None, []
     ms_t, ms_tr = comps["ms_t"], comps["ms_tr"]
     denominator = ms_tr + R * max(comps["cov2"] - comps["cov3"], 0.0)
     df1 = T - 1
     df2 = _ratio(denominator**2, ms_tr**2 / ((T - 1) * (R - 1)))
     F = ms_t / denominator if denominator > 0 else np.inf
-    glob = pd.DataFrame([{"F": F, "df1": df1, "df2": df2, "p_value": float(sps.f.sf(F, df1, df2)),
-                          "ms_t": ms_t, "ms_tr": ms_tr, "denominator": denominator}], columns=GLOBAL_COLUMNS)
+    glob = {"F": F, "df1": df1, "df2": df2, "p_value": float(sps.f.sf(F, df1, df2)),
+            "ms_t": ms_t, "ms_tr": ms_tr, "denominator": denominator}
     means = theta.mean(axis=1)
     se = float(np.sqrt(2 / R * denominator))
     q = sps.t.ppf(1 - alpha / 2, df2)
@@ -360,7 +361,7 @@ def _global_and_differences(theta: np.ndarray, comps: dict, tests: list, alpha: 
         rows.append({"test_a": tests[a], "test_b": tests[b], "difference": diff, "se": se, "df": df2,
                      "ci_low": diff - q * se, "ci_high": diff + q * se, "t": t,
                      "p_value": float(2 * sps.t.sf(abs(t), df2))})
-    return glob, pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
+    return glob, rows
 
 
 def mrmc(ratings: pd.DataFrame, *, fom: str = "auc", alpha: float = 0.05, covariance: str = "jackknife",
@@ -385,32 +386,46 @@ def mrmc(ratings: pd.DataFrame, *, fom: str = "auc", alpha: float = 0.05, covari
     return analyse(design, fom=fom, alpha=alpha, covariance=covariance, null=null)
 
 
-def analyse(design: Design, *, fom: str = "auc", alpha: float = 0.05, covariance: str = "jackknife",
-            null: float = 0.5) -> dict[str, pd.DataFrame]:
-    """`mrmc()` on an already checked Design (simulations call this to skip the DataFrame work)."""
+def analysis_numbers(design: Design, *, fom: str = "auc", alpha: float = 0.05, covariance: str = "jackknife",
+                     null: float = 0.5) -> dict:
+    """The numbers of `mrmc()` as plain dicts and arrays (simulations call this: no DataFrames to build).
+
+    Keys: theta (T, R), cov (T, R, T, R), tests (list of dicts), components (dict), global (dict or
+    None with one test), differences (list of dicts).
+    """
     theta, cov = reader_foms(design, fom=fom, covariance=covariance)
     T, R = theta.shape
     relevant = _relevant(design, fom)
-    test_rows = []
+    tests = []
     for t, test in enumerate(design.tests):
         row = single_test(theta[t], cov[t, :, t, :], alpha=alpha, null=null)
         cases = design.in_test[t] & relevant
-        test_rows.append({"test": test, **row, "n_readers": R, "n_cases": int(cases.sum()),
-                          "n_positive": int((cases & design.truth).sum()),
-                          "n_negative": int((cases & ~design.truth).sum())})
+        tests.append({"test": test, **row, "n_readers": R, "n_cases": int(cases.sum()),
+                      "n_positive": int((cases & design.truth).sum()),
+                      "n_negative": int((cases & ~design.truth).sum())})
     comps = or_components(theta, cov)
     comps["n_cases"] = int(relevant.sum())
     glob, diffs = _global_and_differences(theta, comps, design.tests, alpha)
+    return {"theta": theta, "cov": cov, "tests": tests, "components": comps, "global": glob, "differences": diffs}
+
+
+def analyse(design: Design, *, fom: str = "auc", alpha: float = 0.05, covariance: str = "jackknife",
+            null: float = 0.5) -> dict[str, pd.DataFrame]:
+    """`mrmc()` on an already checked Design."""
+    numbers = analysis_numbers(design, fom=fom, alpha=alpha, covariance=covariance, null=null)
+    theta, cov = numbers["theta"], numbers["cov"]
+    T, R = theta.shape
     var_each = np.einsum("ijij->ij", cov)
     readers = pd.DataFrame({
         "test": np.repeat(np.array(design.tests, dtype=object), R),
         "reader": np.tile(np.array(design.readers, dtype=object), T),
         "estimate": theta.ravel(), "se": np.sqrt(np.clip(var_each, 0, None)).ravel(),
     }, columns=READER_COLUMNS)
+    glob = [numbers["global"]] if numbers["global"] is not None else []
     return {
-        "tests": pd.DataFrame(test_rows, columns=TEST_COLUMNS),
-        "differences": diffs,
-        "global": glob,
-        "variance_components": pd.DataFrame([comps], columns=COMPONENT_COLUMNS),
+        "tests": pd.DataFrame(numbers["tests"], columns=TEST_COLUMNS),
+        "differences": pd.DataFrame(numbers["differences"], columns=DIFFERENCE_COLUMNS),
+        "global": pd.DataFrame(glob, columns=GLOBAL_COLUMNS),
+        "variance_components": pd.DataFrame([numbers["components"]], columns=COMPONENT_COLUMNS),
         "readers": readers,
     }

@@ -25,6 +25,7 @@ advise. Both formulas are checked against simulated studies analysed with `mrmc(
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -156,3 +157,56 @@ def sample_size_table(*, components: dict, n_cases_pilot: int, effect: float, al
         n = lo if at(r, lo) >= target_power else hi
         rows.append({"n_readers": r, "n_cases": float(n), "power": at(r, n)})
     return pd.DataFrame(rows, columns=["n_readers", "n_cases", "power"])
+
+
+# --------------------------------------------------------------------------- simulated studies
+@dataclass(frozen=True)
+class RoeMetz:
+    """Standard deviations of a Roe & Metz (1997) style rating model with random reader skill.
+
+    rating[t, r, k] = positive_k * (separation[t] + skill_r + skill_tr) + c_k + tc_tk + rc_rk + e_trk,
+    all terms independent normals. The case-level defaults are Roe & Metz's "HL" structure
+    (variances 0.3, 0.3, 0.2, 0.2: case, test x case, reader x case, error).
+    """
+
+    reader: float = 0.2
+    test_reader: float = 0.1
+    case: float = math.sqrt(0.3)
+    test_case: float = math.sqrt(0.3)
+    reader_case: float = math.sqrt(0.2)
+    error: float = math.sqrt(0.2)
+
+    def population_auc(self, separation: float) -> float:
+        """Reader r's AUC is Phi((separation + skill) / sqrt(2 s^2)), s^2 the case-level variance;
+        averaged over the reader population it is Phi(separation / sqrt(2 s^2 + reader skill variance))."""
+        case_var = self.case**2 + self.test_case**2 + self.reader_case**2 + self.error**2
+        return float(sps.norm.cdf(separation / math.sqrt(2 * case_var + self.reader**2 + self.test_reader**2)))
+
+
+def simulate_study(rng: np.random.Generator, *, n_readers: int, n_negative: int, n_positive: int,
+                   separation=(1.0,), model: RoeMetz = RoeMetz(), paired: bool = True):
+    """One simulated reader study from `model` as a `readerstudy.mrmc.Design`.
+
+    paired=True: every test is read on the same cases (factorial). paired=False: the design of a
+    real-vs-synthetic study with several generators: the negatives (real images) are shared and
+    rated once per reader for every test, each test has its own n_positive positives.
+    """
+    from readerstudy.mrmc import Design
+
+    separation = np.atleast_1d(np.asarray(separation, dtype=float))
+    T, R = separation.size, n_readers
+    n_pos_total = n_positive if paired else T * n_positive
+    K = n_negative + n_pos_total
+    truth = np.r_[np.zeros(n_negative, bool), np.ones(n_pos_total, bool)]
+    skill = rng.normal(0, model.reader, R)[None, :] + rng.normal(0, model.test_reader, (T, R))
+    case = rng.normal(0, model.case, K)[None, None, :] + rng.normal(0, model.test_case, (T, 1, K))
+    noise = rng.normal(0, model.reader_case, (1, R, K)) + rng.normal(0, model.error, (T, R, K))
+    ratings = truth * (separation[:, None, None] + skill[:, :, None]) + case + noise
+    in_test = np.ones((T, K), bool)
+    if not paired:
+        ratings[:, :, :n_negative] = ratings[:1, :, :n_negative]  # one rating per real image and reader
+        for t in range(T):
+            in_test[t, n_negative:] = np.arange(n_pos_total) // n_positive == t
+        ratings = np.where(in_test[:, None, :], ratings, np.nan)
+    return Design(tests=list(range(T)), readers=list(range(R)), cases=list(range(K)), ratings=ratings,
+                  truth=truth, in_test=in_test)
