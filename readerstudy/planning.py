@@ -73,6 +73,8 @@ def _difference_power(c: dict, r: int, effect: float, alpha: float) -> float:
     if denominator <= 0:
         return 1.0 if effect != 0 else alpha
     noncentrality = r * effect**2 / (2 * denominator)
+    if noncentrality == 0:  # scipy's non-central distributions misbehave at exactly 0
+        return alpha
     if expected_ms_tr <= 0:
         critical = sps.chi2.ppf(1 - alpha, 1)
         return float(sps.ncx2.sf(critical, 1, noncentrality))
