@@ -41,7 +41,8 @@ COLUMNS = ("reader", "case", "test", "truth", "rating")
 FOMS = ("auc", "balanced_accuracy", "sensitivity", "specificity")
 COVARIANCES = ("jackknife", "delong")
 TEST_COLUMNS = ["test", "estimate", "se", "df", "ci_low", "ci_high", "null", "t", "p_value",
-                "n_readers", "n_cases", "n_positive", "n_negative", "ms_r", "cov2"]
+                "equivalence_margin", "p_equivalence", "n_readers", "n_cases", "n_positive", "n_negative",
+                "ms_r", "cov2"]
 DIFFERENCE_COLUMNS = ["test_a", "test_b", "difference", "se", "df", "ci_low", "ci_high", "t", "p_value"]
 GLOBAL_COLUMNS = ["F", "df1", "df2", "p_value", "ms_t", "ms_tr", "denominator"]
 COMPONENT_COLUMNS = ["var_error", "cov1", "cov2", "cov3", "var_tr", "var_r",
@@ -365,14 +366,15 @@ def _global_and_differences(theta: np.ndarray, comps: dict, tests: list, alpha: 
 
 
 def mrmc(ratings: pd.DataFrame, *, fom: str = "auc", alpha: float = 0.05, covariance: str = "jackknife",
-         null: float = 0.5) -> dict[str, pd.DataFrame]:
+         null: float = 0.5, margin: float | None = None) -> dict[str, pd.DataFrame]:
     """Obuchowski-Rockette MRMC analysis with random readers and cases and Hillis's df.
 
     ratings: one row per rating with columns reader, case, test, truth (bool, True = positive) and
     rating (numeric, higher = more positive; 0/1 for the binary FOMs). A case may be read under some
     tests only. fom: "auc" (empirical), "balanced_accuracy", "sensitivity" or "specificity".
     covariance: "jackknife" or "delong" (AUC, factorial designs). null: the value each test alone is
-    tested against (`tests.t`, `tests.p_value`).
+    tested against (`tests.t`, `tests.p_value`). margin: when given, `tests.p_equivalence` is the
+    two one-sided tests' p of |FOM - null| < margin (see `equivalence_test`); NaN otherwise.
 
     Returns tables: `tests` (each test analysed alone), `differences` (every pair, a - b), `global`
     (F test of equal tests), `variance_components` (one row) and `readers` (each reader's FOM per
@@ -383,11 +385,11 @@ def mrmc(ratings: pd.DataFrame, *, fom: str = "auc", alpha: float = 0.05, covari
     if fom not in FOMS:
         raise ValueError(f"unknown fom {fom!r}; choose one of {', '.join(FOMS)}")
     design = design_from_ratings(ratings)
-    return analyse(design, fom=fom, alpha=alpha, covariance=covariance, null=null)
+    return analyse(design, fom=fom, alpha=alpha, covariance=covariance, null=null, margin=margin)
 
 
 def analysis_numbers(design: Design, *, fom: str = "auc", alpha: float = 0.05, covariance: str = "jackknife",
-                     null: float = 0.5) -> dict:
+                     null: float = 0.5, margin: float | None = None) -> dict:
     """The numbers of `mrmc()` as plain dicts and arrays (simulations call this: no DataFrames to build).
 
     Keys: theta (T, R), cov (T, R, T, R), tests (list of dicts), components (dict), global (dict or
@@ -399,6 +401,9 @@ def analysis_numbers(design: Design, *, fom: str = "auc", alpha: float = 0.05, c
     tests = []
     for t, test in enumerate(design.tests):
         row = single_test(theta[t], cov[t, :, t, :], alpha=alpha, null=null)
+        row["equivalence_margin"] = np.nan if margin is None else float(margin)
+        row["p_equivalence"] = (np.nan if margin is None else
+                                equivalence_test(row["estimate"], row["se"], row["df"], null=null, margin=margin))
         cases = design.in_test[t] & relevant
         tests.append({"test": test, **row, "n_readers": R, "n_cases": int(cases.sum()),
                       "n_positive": int((cases & design.truth).sum()),
@@ -410,9 +415,9 @@ def analysis_numbers(design: Design, *, fom: str = "auc", alpha: float = 0.05, c
 
 
 def analyse(design: Design, *, fom: str = "auc", alpha: float = 0.05, covariance: str = "jackknife",
-            null: float = 0.5) -> dict[str, pd.DataFrame]:
+            null: float = 0.5, margin: float | None = None) -> dict[str, pd.DataFrame]:
     """`mrmc()` on an already checked Design."""
-    numbers = analysis_numbers(design, fom=fom, alpha=alpha, covariance=covariance, null=null)
+    numbers = analysis_numbers(design, fom=fom, alpha=alpha, covariance=covariance, null=null, margin=margin)
     theta, cov = numbers["theta"], numbers["cov"]
     T, R = theta.shape
     var_each = np.einsum("ijij->ij", cov)

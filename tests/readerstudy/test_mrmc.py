@@ -147,6 +147,11 @@ def test_equivalence_test_is_the_larger_one_sided_p():
     lower = sps.t.sf((est - 0.45) / se, df)  # H0: AUC <= 0.45
     upper = sps.t.cdf((est - 0.55) / se, df)  # H0: AUC >= 0.55
     assert equivalence_test(est, se, df, null=0.5, margin=0.05) == pytest.approx(max(lower, upper))
+    df_ = partially_paired(seed=8)
+    row = mrmc(df_, margin=0.1)["tests"].iloc[0]
+    assert row["equivalence_margin"] == 0.1
+    assert row["p_equivalence"] == equivalence_test(row["estimate"], row["se"], row["df"], margin=0.1)
+    assert np.isnan(mrmc(df_)["tests"].iloc[0]["p_equivalence"])  # not asked for
     assert equivalence_test(0.5, 0.005, 30, margin=0.05) < 1e-6  # tight interval at chance: equivalent
     assert equivalence_test(0.5, 0.2, 5, margin=0.05) > 0.3  # wide interval: not shown
     assert equivalence_test(0.7, 0.01, 30, margin=0.05) > 0.99  # clearly distinguishable
