@@ -5,8 +5,12 @@ merit (FOM) different from chance, from another test's, or equivalent to chance?
 cases are both random samples. `mrmc(ratings)` takes one row per rating (`reader, case, test,
 truth, rating`) and returns the tables `tests`, `differences`, `global`, `variance_components` and
 `readers`; its numbers equal those of R's MRMCaov
-(`summary(mrmc(empirical_auc(truth, rating), test, reader, case))`) on the published VanDyke
-example (tests/readerstudy/test_mrmc_golden.py).
+(`summary(mrmc(empirical_auc(truth, rating), test, reader, case))`, also with `cov = DeLong` and
+with `binary_sens`) on the published VanDyke example (tests/readerstudy/test_mrmc_golden.py).
+FOMs: "auc" (empirical, ties count half), "balanced_accuracy", "sensitivity", "specificity" (the
+last three from a 0/1 rating). `single_test` (one test against a null value, e.g. AUC 0.5) makes
+the rows of `tests`; `equivalence_test` is the two one-sided tests against null +/- margin.
+Intervals of a single test are clipped to [0, 1], as MRMCaov does.
 
 The method (Obuchowski & Rockette 1995; Hillis 2007, 2008; Hillis 2014's marginal-mean view):
 
@@ -223,10 +227,10 @@ def reader_foms(design: Design, *, fom: str = "auc", covariance: str = "jackknif
         raise ValueError(f"unknown fom {fom!r}; choose one of {', '.join(FOMS)}")
     if covariance not in COVARIANCES:
         raise ValueError(f"unknown covariance {covariance!r}; choose one of {', '.join(COVARIANCES)}")
-    T, R = len(design.tests), len(design.readers)
-    relevant = _relevant(design, fom)
     if covariance == "delong":
         return _delong(design, fom)
+    T, R = len(design.tests), len(design.readers)
+    relevant = _relevant(design, fom)
     K = int(relevant.sum())
     theta = np.empty((T, R))
     loo = np.empty((T, R, K))

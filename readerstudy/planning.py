@@ -31,11 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import integrate
 from scipy import stats as sps
 
 GOALS = ("difference", "equivalence")
 COMPONENT_KEYS = ("var_error", "cov1", "cov2", "cov3", "var_tr", "var_r")
+GAUSS_LEGENDRE = np.polynomial.legendre.leggauss(96)  # over the reader mean square's quantiles
 NEEDED = {"difference": ("var_error", "cov1", "cov2", "cov3", "var_tr"), "equivalence": ("var_error", "cov2", "var_r")}
 
 
@@ -89,25 +89,36 @@ def _difference_power(c: dict, r: int, effect: float, alpha: float) -> float:
 def _equivalence_power(c: dict, r: int, effect: float, alpha: float, margin: float) -> float:
     reader_var = max(c["var_r"] + (c["var_tr"] if math.isfinite(c["var_tr"]) else 0.0), 0.0)
     cov2 = max(c["cov2"], 0.0)
-    expected_ms_r = reader_var + c["var_error"] - cov2
+    expected_ms_r = max(reader_var + c["var_error"] - cov2, 0.0)
     sd_mean = math.sqrt(max(reader_var + c["var_error"] + (r - 1) * cov2, 0.0) / r)
+    k = r - 1  # the reader mean square is expected_ms_r * W / k, W ~ chi2(k)
 
-    def conditional(ms_r: float) -> float:
-        se = math.sqrt(ms_r / r + cov2)
-        df = (ms_r + r * cov2) ** 2 / (ms_r**2 / (r - 1)) if ms_r > 0 else np.inf
-        reach = margin - sps.t.ppf(1 - alpha, df) * se  # |estimate - 0.5| must stay below this
-        if reach <= 0:
-            return 0.0
-        if sd_mean == 0:
-            return float(abs(effect) < reach)
-        return float(sps.norm.cdf((reach - effect) / sd_mean) - sps.norm.cdf((-reach - effect) / sd_mean))
+    def reach(w):
+        """How far the estimate may fall from 0.5 and still be shown equivalent, given W = w."""
+        ms_r = expected_ms_r * np.asarray(w, dtype=float) / k
+        with np.errstate(divide="ignore", invalid="ignore"):
+            df = np.where(ms_r > 0, (ms_r + r * cov2) ** 2 / (ms_r**2 / k), np.inf)
+        return margin - sps.t.ppf(1 - alpha, df) * np.sqrt(ms_r / r + cov2)
 
-    if expected_ms_r <= 0:
-        return conditional(0.0)
-    k = r - 1  # ms_r = expected_ms_r * W / k, W ~ chi2(k)
-    value, _ = integrate.quad(lambda w: conditional(expected_ms_r * w / k) * sps.chi2.pdf(w, k),
-                              0, sps.chi2.ppf(1 - 1e-10, k), limit=200)
-    return float(min(max(value, 0.0), 1.0))
+    if reach(0.0) <= 0:
+        return 0.0
+    # reach falls as W grows (wider interval, fewer df): integrate over the quantiles u of W up to its
+    # root, located on a grid of quantiles and refined by linear interpolation
+    grid = np.linspace(0.0, 1 - 1e-9, 257)
+    on_grid = reach(sps.chi2.ppf(grid, k))
+    if on_grid[-1] > 0:
+        u_top = 1.0
+    else:
+        j = int(np.argmax(on_grid <= 0))
+        u_top = grid[j - 1] + (grid[j] - grid[j - 1]) * on_grid[j - 1] / (on_grid[j - 1] - on_grid[j])
+    nodes, weights = GAUSS_LEGENDRE
+    u = (nodes + 1) * u_top / 2
+    distance = np.clip(reach(sps.chi2.ppf(u, k)), 0, None)
+    if sd_mean == 0:
+        inside = (abs(effect) < distance).astype(float)
+    else:
+        inside = sps.norm.cdf((distance - effect) / sd_mean) - sps.norm.cdf((-distance - effect) / sd_mean)
+    return float(min(max(np.dot(weights, inside) * u_top / 2, 0.0), 1.0))
 
 
 def power(*, components: dict, n_readers: int, n_cases: int, n_cases_pilot: int, effect: float,

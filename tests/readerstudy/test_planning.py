@@ -57,6 +57,19 @@ def test_ninety_percent_target(vandyke_components):
     assert table["n_cases"].tolist() == [236]
 
 
+def test_equivalence_table_needs_more_cases_for_a_tighter_margin_and_none_can_beat_the_margin():
+    one_test = {"var_error": 1.0e-3, "cov2": 4e-4, "var_r": 1e-3}
+    base = dict(components=one_test, n_cases_pilot=150, effect=0.0, readers=[5, 10], max_cases=5000)
+    wide, tight = sample_size_table(**base, goal="equivalence", margin=0.1), sample_size_table(
+        **base, goal="equivalence", margin=0.07)
+    assert (tight["n_cases"] > wide["n_cases"]).all()
+    assert (wide["power"] >= 0.8).all()
+    # a true distance from 0.5 as large as the margin can never be shown inside it
+    hopeless = sample_size_table(components=one_test, n_cases_pilot=150, effect=0.1, goal="equivalence",
+                                 margin=0.1, readers=[5, 10], max_cases=5000)
+    assert hopeless["n_cases"].isna().all() and (hopeless["power"] <= 0.5).all()
+
+
 def test_power_grows_with_readers_cases_and_effect(vandyke_components):
     base = dict(components=vandyke_components, n_cases_pilot=114)
     assert power(**base, n_readers=5, n_cases=200, effect=0.05) < power(**base, n_readers=8, n_cases=200, effect=0.05)
@@ -120,3 +133,25 @@ def test_equivalence_power_agrees_with_simulated_studies():
     # measured offline with 1,500 studies: 0.249 simulated vs 0.269 predicted; the AUC's case variance
     # shrinks as a reader's AUC moves away from 0.5, which the normal OR model leaves out
     assert abs(empirical - predicted) <= 3 * math.sqrt(predicted * (1 - predicted) / n), (empirical, predicted)
+
+
+@pytest.mark.parametrize("n_readers, var_r, margin, effect", [(2, 5e-3, 0.1, 0.0), (5, 1e-3, 0.1, 0.02),
+                                                              (10, 5e-3, 0.05, 0.01), (25, 1e-4, 0.05, 0.0)])
+def test_equivalence_power_is_exact_under_the_or_model(n_readers, var_r, margin, effect):
+    """Draw the reader-averaged AUC and the reader mean square straight from the one-test OR model and
+    apply the two one-sided tests: the formula's numerical integration must agree."""
+    from scipy import stats as sps
+
+    c = {"var_error": 1e-3, "cov2": 4e-4, "var_r": var_r}
+    r, n = n_readers, 200_000
+    rng = np.random.default_rng(n_readers)
+    sd_mean = math.sqrt((var_r + c["var_error"] + (r - 1) * c["cov2"]) / r)
+    ms_r = (var_r + c["var_error"] - c["cov2"]) * rng.chisquare(r - 1, n) / (r - 1)
+    estimate = 0.5 + effect + sd_mean * rng.standard_normal(n)
+    se = np.sqrt(ms_r / r + c["cov2"])
+    df = (ms_r + r * c["cov2"]) ** 2 / (ms_r**2 / (r - 1))
+    p_lower, p_upper = sps.t.sf((estimate - 0.5 + margin) / se, df), sps.t.cdf((estimate - 0.5 - margin) / se, df)
+    shown = np.maximum(p_lower, p_upper) < 0.05
+    predicted = power(components=c, n_readers=r, n_cases=100, n_cases_pilot=100, effect=effect,
+                      goal="equivalence", margin=margin)
+    assert abs(shown.mean() - predicted) <= 3 * math.sqrt(predicted * (1 - predicted) / n) + 1e-4
