@@ -10,7 +10,8 @@ with `binary_sens`) on the published VanDyke example (tests/readerstudy/test_mrm
 FOMs: "auc" (empirical, ties count half), "balanced_accuracy", "sensitivity", "specificity" (the
 last three from a 0/1 rating). `single_test` (one test against a null value, e.g. AUC 0.5) makes
 the rows of `tests`; `equivalence_test` is the two one-sided tests against null +/- margin.
-Intervals of a single test are clipped to [0, 1], as MRMCaov does.
+Intervals of a single test are clipped to [0, 1], as MRMCaov does. Missing ratings are an error;
+`complete_ratings` cuts an unfinished study down to what can be analysed and says what it dropped.
 
 The method (Obuchowski & Rockette 1995; Hillis 2007, 2008; Hillis 2014's marginal-mean view):
 
@@ -149,6 +150,30 @@ def design_from_ratings(ratings: pd.DataFrame) -> Design:
                              f"{readers[r]!r} did not rate case {cases[k]!r}; within a test every reader must "
                              "rate every case of that test")
     return Design(tests=tests, readers=readers, cases=cases, ratings=values, truth=truth, in_test=in_test)
+
+
+def complete_ratings(ratings: pd.DataFrame, *, drop: str = "readers") -> tuple[pd.DataFrame, list]:
+    """The part of an unfinished study that `mrmc()` can analyse: every reader rated every case of a test.
+
+    drop="readers" removes readers who left any case of any test unrated (keeps every case);
+    drop="cases" removes, test by test, the cases some reader of that test left unrated (keeps every
+    reader, so a reader who stopped early costs many cases). Returns the kept rows and the dropped
+    reader or (test, case) labels, so that a results page can say what was left out and why.
+    """
+    if drop not in ("readers", "cases"):
+        raise ValueError(f"drop must be 'readers' or 'cases'; got {drop!r}")
+    if drop == "cases":
+        readers_per_case = ratings.groupby(["test", "case"], sort=False)["reader"].nunique()
+        readers_per_test = ratings.groupby("test", sort=False)["reader"].nunique()
+        needed = readers_per_test.reindex(readers_per_case.index.get_level_values("test")).to_numpy()
+        short = readers_per_case.index[readers_per_case.to_numpy() < needed]
+        keep = ~pd.MultiIndex.from_frame(ratings[["test", "case"]]).isin(short)
+        return ratings[keep], list(short)
+    cases_per_test = ratings.groupby("test", sort=False)["case"].nunique()
+    rated = ratings.groupby(["reader", "test"], sort=False)["case"].nunique().unstack("test")
+    finished = (rated.reindex(columns=cases_per_test.index) == cases_per_test).all(axis=1)  # NaN: test not read
+    dropped = list(finished.index[~finished.to_numpy()])
+    return ratings[ratings["reader"].isin(finished.index[finished.to_numpy()])], dropped
 
 
 # --------------------------------------------------------------------------- reader FOMs and their jackknife

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from readerstudy.mrmc import design_from_ratings, equivalence_test, mrmc, reader_foms
+from readerstudy.mrmc import complete_ratings, design_from_ratings, equivalence_test, mrmc, reader_foms
 
 
 def partially_paired(seed=0, n_readers=4, n_real=12, n_synthetic=(10, 8)) -> pd.DataFrame:
@@ -157,3 +157,17 @@ def test_equivalence_test_is_the_larger_one_sided_p():
     assert equivalence_test(0.7, 0.01, 30, margin=0.05) > 0.99  # clearly distinguishable
     with pytest.raises(ValueError, match="margin"):
         equivalence_test(0.5, 0.1, 10, margin=0)
+
+
+def test_complete_ratings_keeps_what_mrmc_can_analyse():
+    df = partially_paired(seed=9, n_readers=4)
+    unfinished = df.drop(index=df.index[(df.reader == "R3") & (df.case.isin(["real1", "progan2"]))])
+    with pytest.raises(ValueError, match="missing"):
+        mrmc(unfinished)
+    by_reader, dropped_readers = complete_ratings(unfinished, drop="readers")
+    assert dropped_readers == ["R3"] and set(by_reader.reader) == {"R0", "R1", "R2"}
+    assert len(mrmc(by_reader)["readers"]) == 6
+    by_case, dropped_cases = complete_ratings(unfinished, drop="cases")
+    assert sorted(dropped_cases) == [("diffusion", "real1"), ("progan", "progan2"), ("progan", "real1")]
+    assert mrmc(by_case)["tests"]["n_readers"].tolist() == [4, 4]
+    assert complete_ratings(df)[1] == [] and len(complete_ratings(df)[0]) == len(df)
