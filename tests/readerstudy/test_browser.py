@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SMALL_SCREEN = {"width": 1280, "height": 720}
 # Everything a reader needs to rate an image (the back button only where revision is allowed).
-RATING_CONTROLS = ["#progress-text", "#answer-real", "#answer-synthetic", "#submit", "#flag", "#status", "#viewport"]
+RATING_CONTROLS = ["#progress-text", "#view-fit", "#view-native", "#answer-real", "#answer-synthetic", "#submit", "#flag", "#status", "#viewport"]
 
 
 @pytest.fixture
@@ -46,6 +46,11 @@ def _keyboard_log_in(page, base_url, user):
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
     page.wait_for_url(f"{base_url}/")
+
+
+def _record_answers(page, posts):
+    """Append the JSON body of every answer the page posts to `posts`."""
+    page.on("request", lambda r: r.method == "POST" and "/responses/" in r.url and posts.append(r.post_data_json))
 
 
 def _tab_to(page, selector, limit=40):
@@ -109,7 +114,7 @@ def test_keyboard_only_reader_at_1280x720_leaves_resumes_and_finishes(browser, l
 
     # First visit: log in, Start from home, then the intro's Start: above the fold at 1280x720 (6).
     context, page = _open(browser, errors)
-    page.on("request", lambda r: r.method == "POST" and "/responses/" in r.url and posts.append(r.post_data_json))
+    _record_answers(page, posts)
     _keyboard_log_in(page, live_server.url, reader)
     assert "0 / 7" in page.text_content("table")
     _tab_to(page, "a.start")
@@ -145,7 +150,7 @@ def test_keyboard_only_reader_at_1280x720_leaves_resumes_and_finishes(browser, l
 
     # Second visit, new browser: home's Resume goes straight to the image (6).
     context, page = _open(browser, errors)
-    page.on("request", lambda r: r.method == "POST" and "/responses/" in r.url and posts.append(r.post_data_json))
+    _record_answers(page, posts)
     _keyboard_log_in(page, live_server.url, reader)
     assert "4 / 7" in page.text_content("table")
     _tab_to(page, "a.resume")
@@ -215,7 +220,7 @@ def test_broken_image_enter_without_confidence_and_keys_while_saving(browser, li
     errors, posts, held = [], [], []
     context, page = _open(browser, errors)
     site_log_in(page, live_server.url, reader.username, PASSWORD)
-    page.on("request", lambda r: r.method == "POST" and "/responses/" in r.url and posts.append(r.post_data_json))
+    _record_answers(page, posts)
 
     # (3) The first image fails to load: nothing can be rated, and the page says so.
     page.route(f"**/i/{order[0]}.png", lambda route: route.abort())
@@ -267,7 +272,7 @@ def test_viewer_dark_mode_flag_clock_estimate_and_break(browser, live_server):
     errors, posts = [], []
     context, page = _open(browser, errors)
     site_log_in(page, live_server.url, reader.username, PASSWORD)
-    page.on("request", lambda r: r.method == "POST" and "/responses/" in r.url and posts.append(r.post_data_json))
+    _record_answers(page, posts)
     page.goto(f"{live_server.url}/studies/{study.pk}/rate/")
     _wait_ready(page, order[0], "1 / 6")
     width = "() => document.getElementById('patch').getBoundingClientRect().width"
