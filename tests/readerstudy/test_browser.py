@@ -316,23 +316,24 @@ def test_viewer_dark_mode_flag_clock_estimate_and_break(browser, live_server):
     flag = ItemFlag.objects.get()
     assert (flag.item.token, flag.comment, flag.assignment_id) == (order[0], "ring artefact, a 5 r", assignment.pk)
 
-    # The clock stops while the tab is hidden: 1.5 s hidden are not counted.
+    page.keyboard.press("r")
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    _wait_ready(page, order[1], "2 / 6")
+    # The clock stops while the tab is hidden: of about `elapsed` seconds on this image, the 1.5 s
+    # hidden are not counted (without the pause, the time sent would be `elapsed` or more).
     started = time.monotonic()
     page.evaluate("() => { Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});"
                   " document.dispatchEvent(new Event('visibilitychange')); }")
     page.wait_for_timeout(1500)
     page.evaluate("() => { delete document.visibilityState; document.dispatchEvent(new Event('visibilitychange')); }")
-    for key in ("r", "2", "Enter"):
+    for key in ("a", "4", "Enter"):
         page.keyboard.press(key)
     elapsed = time.monotonic() - started
-    _wait_ready(page, order[1], "2 / 6")
-    assert 0 <= posts[0]["active_seconds"] < elapsed - 1.2, (posts[0], elapsed)
     assert page.get_attribute("#flag", "aria-pressed") == "false"  # the flag was on the previous image
-    assert not page.locator("#break-note").is_visible()
-
     # After 2 answers the break reminder shows; after 3 the time estimate appears.
-    _rate(page, order[1], "2 / 6", ("a", "4", "Enter"))
     _wait_ready(page, order[2], "3 / 6")
+    assert 0 < posts[1]["active_seconds"] < elapsed - 1.0, (posts[1], elapsed)
     assert page.locator("#break-note").is_visible() and "2 images" in page.text_content("#break-text")
     _rate(page, order[2], "3 / 6", ("a", "4", "Enter"))
     _wait_ready(page, order[3], "4 / 6")
