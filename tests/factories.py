@@ -78,3 +78,12 @@ def study_archive(entries: dict[str, bytes | str], manifest: str | None = None, 
     out.seek(0)
     out.name = name
     return out
+
+
+def logged_in_client(user, password: str = PASSWORD):
+    """A Django test client logged in as `user`."""
+    from django.test import Client
+
+    client = Client()
+    assert client.login(username=user.username, password=password)
+    return client

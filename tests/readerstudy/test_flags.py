@@ -12,7 +12,7 @@ from readerstudy.models import ItemFlag, Response, Study, StudyItem
 from readerstudy.services import flags as flag_services
 from readerstudy.services import responses as response_services
 from readerstudy.services.studies import study_set_state
-from tests.factories import PASSWORD, make_study, make_user
+from tests.factories import logged_in_client, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -20,12 +20,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def _login(user) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 def _flag_url(study, token) -> str:
@@ -66,7 +60,7 @@ def test_service_sets_updates_and_clears_one_flag_per_reader_and_item_without_to
 def test_reader_flags_the_shown_item_through_the_api_and_the_answers_say_nothing_about_truth():
     reader = make_user()
     study = make_study(n_real=2, n_synthetic=2, readers=[reader])
-    client = _login(reader)
+    client = logged_in_client(reader)
     token = _shown_token(client, study)
 
     got = client.get(_flag_url(study, token))
@@ -97,7 +91,7 @@ def test_reader_flags_the_shown_item_through_the_api_and_the_answers_say_nothing
 def test_items_not_shown_other_readers_items_unknown_tokens_and_closed_studies_are_refused():
     reader, other = make_user(), make_user()
     study = make_study(n_real=2, n_synthetic=2, readers=[reader, other])
-    client = _login(reader)
+    client = logged_in_client(reader)
     shown = _shown_token(client, study)
     assignment = study.assignments.get(user=reader)
     unshown = StudyItem.objects.get(pk=assignment.item_order[1]).token
@@ -112,8 +106,8 @@ def test_items_not_shown_other_readers_items_unknown_tokens_and_closed_studies_a
     assert set(refusals.values()) == {(404, "unknown_item", "item: no such item shown to you in this study")}
 
     # Another reader, not shown this item, cannot flag it; an unassigned user gets 404 for the study.
-    assert _login(other).put(_flag_url(study, shown), {}, content_type="application/json").status_code == 404
-    stranger = _login(make_user())
+    assert logged_in_client(other).put(_flag_url(study, shown), {}, content_type="application/json").status_code == 404
+    stranger = logged_in_client(make_user())
     assert stranger.put(_flag_url(study, shown), {}, content_type="application/json").status_code == 404
     assert Client().put(_flag_url(study, shown), {}, content_type="application/json").status_code == 403
 
@@ -127,7 +121,7 @@ def test_flags_are_in_the_responses_export_and_the_admin():
     reader = make_user()
     staff = make_user(staff=True)
     study = make_study(n_real=1, n_synthetic=1, readers=[reader])
-    client = _login(reader)
+    client = logged_in_client(reader)
     for n in range(2):
         token = _shown_token(client, study)
         if n == 0:
@@ -142,7 +136,7 @@ def test_flags_are_in_the_responses_export_and_the_admin():
     flagged_col = header.split(",").index("flagged")
     assert sorted(row.split(",")[flagged_col] for row in rows) == ["False", "True"]
 
-    admin = _login(staff)
+    admin = logged_in_client(staff)
     page = admin.get("/admin/readerstudy/itemflag/")
     assert page.status_code == 200 and "tissue fold" in page.content.decode()
     assert admin.get("/admin/readerstudy/itemflag/add/").status_code == 403

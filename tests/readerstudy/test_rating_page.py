@@ -6,12 +6,11 @@ import re
 import uuid
 
 import pytest
-from django.test import Client
 
 from readerstudy import selectors
 from readerstudy.models import Response, Study
 from readerstudy.services import responses as response_services
-from tests.factories import PASSWORD, make_study, make_user
+from tests.factories import logged_in_client, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -19,12 +18,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def _login(user) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 def _answer(assignment, n):
@@ -40,7 +33,7 @@ def test_home_starts_with_the_instructions_and_resumes_straight_at_the_image():
     fresh = make_study(n_real=1, n_synthetic=1, readers=[reader])
     started = make_study(n_real=2, n_synthetic=1, practice=1, readers=[reader])
     _answer(started.assignments.get(), 1)
-    html = _login(reader).get("/").content.decode()
+    html = logged_in_client(reader).get("/").content.decode()
     assert re.search(rf'class="button primary start" href="/studies/{fresh.pk}/"', html)
     assert re.search(rf'class="button primary resume" href="/studies/{started.pk}/rate/"', html)
     assert "1 / 4" in html  # every item of the reader's order, practice included: the count used everywhere
@@ -49,14 +42,14 @@ def test_home_starts_with_the_instructions_and_resumes_straight_at_the_image():
 def test_intro_lists_every_key_the_rating_page_takes_and_the_same_count():
     reader = make_user()
     study = make_study(n_real=2, n_synthetic=1, practice=1, readers=[reader], allow_revision=True)
-    html = _login(reader).get(f"/studies/{study.pk}/").content.decode()
+    html = logged_in_client(reader).get(f"/studies/{study.pk}/").content.decode()
     shortcuts = html.split('class="table shortcuts"')[1].split("</table>")[0]
     keys = set(re.findall(r"<kbd>([^<]+)</kbd>", shortcuts))
     # Every key handled in static/js/rate.js's keydown handler (R A digits Enter + - 0 N B F D) and Esc.
     assert {"R", "A", "1", "2", "3", "4", "5", "Enter", "+", "-", "0", "N", "B", "F", "D", "Esc"} <= keys
     assert "0 / 4" in html and 'id="start"' in html
     without_revision = make_study(n_real=1, n_synthetic=1, readers=[reader])
-    other = _login(reader).get(f"/studies/{without_revision.pk}/").content.decode()
+    other = logged_in_client(reader).get(f"/studies/{without_revision.pk}/").content.decode()
     assert "<kbd>B</kbd>" not in other.split('class="table shortcuts"')[1]
 
 
@@ -69,7 +62,7 @@ def test_rating_page_config_has_study_settings_flag_address_and_recent_times_but
     Response.objects.filter(assignment=assignment).update(seconds=10.0)
     Response.objects.filter(pk=Response.objects.filter(assignment=assignment).first().pk).update(active_seconds=4.0)
 
-    html = _login(reader).get(f"/studies/{study.pk}/rate/").content.decode()
+    html = logged_in_client(reader).get(f"/studies/{study.pk}/rate/").content.decode()
     config = json.loads(re.search(r'<script id="rate-config" type="application/json">(.*?)</script>', html, re.S)[1])
     assert config["microns_per_pixel"] == 0.25 and config["break_every"] == 30
     assert config["flag_url"] == f"/api/reader/studies/{study.pk}/items/__token__/flag/"
