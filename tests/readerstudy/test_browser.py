@@ -317,6 +317,8 @@ def test_viewer_dark_mode_flag_clock_estimate_and_break(browser, live_server):
     assert (flag.item.token, flag.comment, flag.assignment_id) == (order[0], "ring artefact, a 5 r", assignment.pk)
 
     page.keyboard.press("r")
+    background = "(s) => getComputedStyle(document.querySelector(s)).backgroundColor"
+    assert page.evaluate(background, "#answer-real") != page.evaluate(background, "#answer-synthetic")  # shown in dark
     page.keyboard.press("2")
     page.keyboard.press("Enter")
     _wait_ready(page, order[1], "2 / 6")
