@@ -53,7 +53,6 @@
   let previous = null; // the last answered item (for revision, where the study allows it)
   let revising = false;
   let shownSeq = 0; // which show() an image callback belongs to
-  let flagged = false;
   let carried = null; // {item, seconds}: the clock of the item left for a revision
   const times = (cfg.recent_seconds || []).slice(); // newest first, for the time estimate
 
@@ -184,8 +183,8 @@
     submitBtn.classList.toggle("ready", inputs && complete);
     if (backBtn) backBtn.hidden = !(cfg.allow_revision && previous && !revising && (mode === "rating" || mode === "decoding"));
     flagBtn.disabled = !canFlag();
-    flagBtn.setAttribute("aria-pressed", String(flagged));
-    flagBtn.querySelector(".flag-text").textContent = flagged ? "Flagged (edit)" : "Flag this image";
+    flagBtn.setAttribute("aria-pressed", String(isFlagged()));
+    flagBtn.querySelector(".flag-text").textContent = isFlagged() ? "Flagged (edit)" : "Flag this image";
     $("rate").dataset.mode = mode;
   }
 
@@ -240,7 +239,6 @@
     revising = !!o.revising; // reset on every item: only a revision sets it
     choice = o.preset ? { answer: o.preset.answer, confidence: o.preset.confidence } : { answer: null, confidence: null };
     pendingBody = null;
-    flagged = false;
     feedbackEl.hidden = true;
     for (const el of document.querySelectorAll(".needs")) el.classList.remove("needs");
     showProgress(item);
@@ -254,7 +252,7 @@
       () => seq === shownSeq && imageFailed(),
     );
     if (item.preload_url) preloader.src = item.preload_url;
-    refreshFlag(item.item, seq);
+    if (o.checkFlag) refreshFlag(item, seq);
   }
 
   function imageReady() {
@@ -283,14 +281,14 @@
   }
 
   /* A next-item body (from GET next, or `next` in an answer's response): show it, or finish. */
-  function showNext(body) {
+  function showNext(body, opts) {
     if (body.done) {
       mode = "stopped";
       render();
       window.location.assign(cfg.finish_url);
       return;
     }
-    show(Object.assign({}, body, { place: Math.min(body.answered + 1, body.total_all) }));
+    show(Object.assign({}, body, { place: Math.min(body.answered + 1, body.total_all) }), opts);
   }
 
   async function loadNext() {
@@ -306,7 +304,9 @@
       setStatus("Cannot reach the server. Your answers so far are saved; reload the page to continue.", true);
       return;
     }
-    if (res.status === 200 && res.body) return showNext(res.body);
+    // An item served by GET next may have been shown (and flagged) before this page was loaded:
+    // ask for its flag. One answered with the previous answer is new (no request per answer).
+    if (res.status === 200 && res.body) return showNext(res.body, { checkFlag: true });
     mode = "stopped";
     render();
     if (res.status === 403) setStatus("Your session has ended: log in again to continue (your answers are saved).", true);
@@ -432,23 +432,24 @@
   const canFlag = () => current !== null && ["rating", "broken", "feedback", "decoding"].includes(mode);
   const flagUrl = (token) => cfg.flag_url.replace("__token__", encodeURIComponent(token));
 
-  async function refreshFlag(token, seq) {
+  const isFlagged = () => !!(current && current.flag && current.flag.flagged);
+
+  async function refreshFlag(item, seq) {
     let res;
     try {
-      res = await api(flagUrl(token), { method: "GET", headers: { Accept: "application/json" } }, 1);
+      res = await api(flagUrl(item.item), { method: "GET", headers: { Accept: "application/json" } }, 1);
     } catch (err) {
       return;
     }
-    if (seq !== shownSeq || res.status !== 200 || !res.body) return;
-    flagged = !!res.body.flagged;
-    flagComment.value = res.body.comment || "";
-    render();
+    if (res.status !== 200 || !res.body) return;
+    item.flag = { flagged: !!res.body.flagged, comment: res.body.comment || "" };
+    if (seq === shownSeq) render();
   }
 
   function openFlag() {
     if (!canFlag()) return ignored();
-    if (!flagged) flagComment.value = "";
-    $("flag-remove").hidden = !flagged;
+    flagComment.value = (current.flag && current.flag.comment) || "";
+    $("flag-remove").hidden = !isFlagged();
     $("flag-error").textContent = "";
     flagDialog.dataset.item = current.item;
     flagDialog.showModal();
@@ -471,10 +472,10 @@
       $("flag-error").textContent = (res.body && res.body.detail) || `The flag was refused (${res.status}).`;
       return;
     }
-    if (current && current.item === token) flagged = !!res.body.flagged;
+    if (current && current.item === token) current.flag = { flagged: !!res.body.flagged, comment: res.body.comment || "" };
     flagDialog.close();
     render();
-    cue(flagged ? "Image flagged. Your answer is unchanged." : "Flag removed.");
+    cue(isFlagged() ? "Image flagged. Your answer is unchanged." : "Flag removed.");
   }
 
   $("flag-form").addEventListener("submit", (ev) => {

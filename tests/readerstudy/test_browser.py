@@ -151,6 +151,8 @@ def test_keyboard_only_reader_at_1280x720_leaves_resumes_and_finishes(browser, l
     # Second visit, new browser: home's Resume goes straight to the image (6).
     context, page = _open(browser, errors)
     _record_answers(page, posts)
+    api_calls = []
+    page.on("request", lambda r: "/api/reader/" in r.url and api_calls.append((r.method, r.url.split("/")[-2])))
     _keyboard_log_in(page, live_server.url, reader)
     assert "4 / 7" in page.text_content("table")
     _tab_to(page, "a.resume")
@@ -162,6 +164,8 @@ def test_keyboard_only_reader_at_1280x720_leaves_resumes_and_finishes(browser, l
     page.wait_for_url(f"{live_server.url}/studies/{study.pk}/done/")
     assert "all 7 images" in page.text_content(".finish")
     context.close()
+    # One request per answer: each POST brings the next item; GET next/ (and the flag) only to resume.
+    assert api_calls == [("GET", "next"), ("GET", "flag")] + [("POST", "responses")] * 3, api_calls
 
     stored = {r.item.token: (r.answer, r.confidence) for r in Response.objects.select_related("item")}
     expected = {token: ("real" if k[0].lower() == "r" else "synthetic", int(k[1])) for token, k in keys.items()}
@@ -315,6 +319,13 @@ def test_viewer_dark_mode_flag_clock_estimate_and_break(browser, live_server):
     assert _pressed(page) == 0 and not Response.objects.exists()
     flag = ItemFlag.objects.get()
     assert (flag.item.token, flag.comment, flag.assignment_id) == (order[0], "ring artefact, a 5 r", assignment.pk)
+    page.reload()  # the flag is still shown on the same image after a reload, with its comment
+    _wait_ready(page, order[0], "1 / 6")
+    page.wait_for_function("() => document.getElementById('flag').getAttribute('aria-pressed') === 'true'")
+    page.keyboard.press("f")
+    assert page.locator("#flag-comment").input_value() == "ring artefact, a 5 r"
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => !document.getElementById('flag-dialog').open")
 
     page.keyboard.press("r")
     background = "(s) => getComputedStyle(document.querySelector(s)).backgroundColor"
