@@ -41,8 +41,9 @@
     micronsPerPixel: cfg.microns_per_pixel,
   });
 
-  // The reader counts as gone after this long without a key, click, wheel or pointer move.
-  const IDLE_MS = 3 * 60 * 1000;
+  // The reader counts as gone after this long without a key, click, wheel or pointer move (the
+  // clock then stops at the last activity plus this). Tests shorten it through window.HistoRateIdleMs.
+  const IDLE_MS = window.HistoRateIdleMs || 3 * 60 * 1000;
   const ETA_MIN_SAMPLES = 3;
 
   // loading | decoding | broken (image failed) | rating | saving | feedback | stopped

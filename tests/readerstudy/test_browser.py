@@ -225,6 +225,7 @@ def test_broken_image_enter_without_confidence_and_keys_while_saving(browser, li
     context, page = _open(browser, errors)
     site_log_in(page, live_server.url, reader.username, PASSWORD)
     _record_answers(page, posts)
+    page.add_init_script("window.HistoRateIdleMs = 500")
 
     # (3) The first image fails to load: nothing can be rated, and the page says so.
     page.route(f"**/i/{order[0]}.png", lambda route: route.abort())
@@ -263,6 +264,13 @@ def test_broken_image_enter_without_confidence_and_keys_while_saving(browser, li
     assert len(posts) == 1 and (posts[0]["answer"], posts[0]["confidence"]) == ("real", 3)
     stored = Response.objects.get()
     assert (stored.item.token, stored.answer, stored.confidence) == (order[0], "real", 3)
+
+    # A reader who has left (no input for longer than the idle limit, 0.5 s here) stops the clock.
+    page.wait_for_timeout(2000)
+    for key in ("a", "4", "Enter"):
+        page.keyboard.press(key)
+    _wait_ready(page, order[2], "3 / 3")
+    assert 0.4 < posts[1]["active_seconds"] < 1.3, posts[1]
     context.close()
     assert not errors, errors
 
