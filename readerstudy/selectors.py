@@ -170,11 +170,3 @@ def rating_page_config(*, study: Study) -> dict:
 def item_flag_get(*, assignment: StudyReader, item: StudyItem):
     """This reader's flag (`ItemFlag`) on `item`, or None."""
     return assignment.flags.filter(item=item).first()
-
-
-def reader_recent_seconds(*, assignment: StudyReader, limit: int = 50) -> list[float]:
-    """The reader's latest reading times in seconds (active time where the page measured it), newest
-    first: the rating page's time estimate takes their median."""
-    rows = (Response.objects.filter(assignment=assignment).order_by("-answered_at")
-            .values_list("active_seconds", "seconds")[:limit])
-    return [round(float(a if a is not None else s), 2) for a, s in rows if (a if a is not None else s) is not None]

@@ -57,11 +57,7 @@ def study_rate(request: HttpRequest, study_id: int) -> HttpResponse:
     return render(
         request,
         "readerstudy/study_rate.html",
-        {"study": study, "scale": scale, "config": {
-            **selectors.rating_page_config(study=study),
-            # The reader's own latest times, for the page's "about N min left".
-            "recent_seconds": selectors.reader_recent_seconds(assignment=assignment),
-        }},
+        {"study": study, "scale": scale, "config": selectors.rating_page_config(study=study)},
     )
 
 

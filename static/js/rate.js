@@ -55,7 +55,30 @@
   let revising = false;
   let shownSeq = 0; // which show() an image callback belongs to
   let carried = null; // {item, seconds}: the clock of the item left for a revision
-  const times = (cfg.recent_seconds || []).slice(); // newest first, for the time estimate
+  // The reader's latest reading times, newest first, for the time estimate: kept in this browser per
+  // study and user (the page itself carries nothing that changes from one item to the next).
+  const who = (document.querySelector(".topbar .who") || {}).textContent || "";
+  const timesKey = `histosynth.times.${cfg.next_url}.${who.trim()}`;
+  const times = loadTimes();
+
+  function loadTimes() {
+    try {
+      const xs = JSON.parse(window.localStorage.getItem(timesKey) || "[]");
+      return Array.isArray(xs) ? xs.filter((x) => typeof x === "number" && x >= 0).slice(0, 50) : [];
+    } catch (err) {
+      return [];
+    }
+  }
+
+  function rememberTime(seconds) {
+    times.unshift(seconds);
+    times.length = Math.min(times.length, 50);
+    try {
+      window.localStorage.setItem(timesKey, JSON.stringify(times));
+    } catch (err) {
+      /* storage full or blocked: the estimate still uses this session's times */
+    }
+  }
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -357,8 +380,7 @@
       return backToRating("Could not save this answer (no connection). Press Enter to try again; nothing is lost.");
     }
     if (res.status === 200 || res.status === 201) {
-      if (!revising) times.unshift(pendingBody.active_seconds);
-      times.length = Math.min(times.length, 50);
+      if (!revising) rememberTime(pendingBody.active_seconds);
       // Practice answers are not revised: their right answer has just been shown.
       previous = current.practice ? null : Object.assign({}, current, { answer: choice.answer, confidence: choice.confidence });
       pendingBody = null;

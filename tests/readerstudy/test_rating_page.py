@@ -1,14 +1,13 @@
 """The reader pages as served (no browser): home's Resume goes straight to the rating page, the intro
 lists every shortcut and one count, and the rating page's configuration carries the study's scale-bar
-and break settings, the flag address and the reader's own recent times, and nothing about any item."""
+and break settings and the flag address, and nothing about any item."""
 import json
 import re
 import uuid
 
 import pytest
 
-from readerstudy import selectors
-from readerstudy.models import Response, Study
+from readerstudy.models import Study
 from readerstudy.services import responses as response_services
 from tests.factories import logged_in_client, make_study, make_user
 
@@ -53,33 +52,18 @@ def test_intro_lists_every_key_the_rating_page_takes_and_the_same_count():
     assert "<kbd>B</kbd>" not in other.split('class="table shortcuts"')[1]
 
 
-def test_rating_page_config_has_study_settings_flag_address_and_recent_times_but_no_item():
+def test_rating_page_config_has_study_settings_and_flag_address_but_no_item():
     reader = make_user()
     study = make_study(n_real=3, n_synthetic=2, readers=[reader])
     Study.objects.filter(pk=study.pk).update(microns_per_pixel=0.25, break_every=30)
-    assignment = study.assignments.get()
-    _answer(assignment, 3)
-    Response.objects.filter(assignment=assignment).update(seconds=10.0)
-    Response.objects.filter(pk=Response.objects.filter(assignment=assignment).first().pk).update(active_seconds=4.0)
-
-    html = logged_in_client(reader).get(f"/studies/{study.pk}/rate/").content.decode()
+    client = logged_in_client(reader)
+    html = client.get(f"/studies/{study.pk}/rate/").content.decode()
     config = json.loads(re.search(r'<script id="rate-config" type="application/json">(.*?)</script>', html, re.S)[1])
     assert config["microns_per_pixel"] == 0.25 and config["break_every"] == 30
     assert config["flag_url"] == f"/api/reader/studies/{study.pk}/items/__token__/flag/"
-    # Active time where the page measured it, the server's time otherwise.
-    assert sorted(config["recent_seconds"]) == [4.0, 10.0, 10.0]
     for item in study.items.all():
         assert item.token not in html
-
-
-def test_recent_seconds_are_the_readers_own_newest_first_and_capped():
-    reader, other = make_user(), make_user()
-    study = make_study(n_real=3, n_synthetic=3, readers=[reader, other])
-    mine, theirs = study.assignments.get(user=reader), study.assignments.get(user=other)
-    _answer(mine, 4)
-    _answer(theirs, 2)
-    for n, response in enumerate(Response.objects.filter(assignment=mine).order_by("answered_at")):
-        Response.objects.filter(pk=response.pk).update(seconds=float(n + 1))
-    Response.objects.filter(assignment=theirs).update(seconds=99.0)
-    assert selectors.reader_recent_seconds(assignment=mine) == [4.0, 3.0, 2.0, 1.0]
-    assert selectors.reader_recent_seconds(assignment=mine, limit=2) == [4.0, 3.0]
+    # No scale bar where the study records no microns per pixel.
+    Study.objects.filter(pk=study.pk).update(microns_per_pixel=None)
+    html = client.get(f"/studies/{study.pk}/rate/").content.decode()
+    assert '"microns_per_pixel": null' in html
