@@ -358,3 +358,34 @@ class ResponseAdmin(admin.ModelAdmin):
     @admin.display(description="correct", boolean=True)
     def correct(self, obj: Response) -> bool:
         return obj.answer == obj.item.truth
+
+
+# Readers' flags on images: read-only for staff (readers set them on the rating page).
+from readerstudy.models import ItemFlag  # noqa: E402  (kept with its admin: one small block)
+
+
+@admin.register(ItemFlag)
+class ItemFlagAdmin(admin.ModelAdmin):
+    list_display = ("reader", "study", "item_token", "comment", "created_at", "updated_at")
+    list_filter = ("assignment__study",)
+    search_fields = ("assignment__pseudonym", "assignment__user__username", "item__token", "comment")
+    list_select_related = ("assignment", "assignment__study", "item")
+    readonly_fields = [f.name for f in ItemFlag._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="reader", ordering="assignment__pseudonym")
+    def reader(self, obj: ItemFlag) -> str:
+        return obj.assignment.pseudonym
+
+    @admin.display(description="study", ordering="assignment__study__name")
+    def study(self, obj: ItemFlag) -> str:
+        return obj.assignment.study.name
+
+    @admin.display(description="item")
+    def item_token(self, obj: ItemFlag) -> str:
+        return obj.item.token[:10] + "…"

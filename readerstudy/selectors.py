@@ -153,11 +153,20 @@ def study_confidence_scale(*, study: Study) -> list[dict]:
 
 
 def rating_page_config(*, study: Study) -> dict:
-    """What the rating page's script needs: the API addresses and the scale. Names no item."""
+    """What the rating page's script needs: the API addresses, the scale and the study's viewer and
+    break settings (one microns-per-pixel value for the whole study). Names no item."""
     return {
+        "flag_url": reverse("reader-api-flag", kwargs={"study_id": study.pk, "token": "__token__"}),
+        "microns_per_pixel": study.microns_per_pixel,
+        "break_every": study.break_every,
         "next_url": reverse("reader-api-next", kwargs={"study_id": study.pk}),
         "responses_url": reverse("reader-api-responses", kwargs={"study_id": study.pk}),
         "finish_url": reverse("study-finish", kwargs={"study_id": study.pk}),
         "allow_revision": study.allow_revision,
         "scale": study_confidence_scale(study=study),
     }
+
+
+def item_flag_get(*, assignment: StudyReader, item: StudyItem):
+    """This reader's flag (`ItemFlag`) on `item`, or None."""
+    return assignment.flags.filter(item=item).first()

@@ -76,3 +76,15 @@ class StoredResponseWithNextSerializer(StoredResponseSerializer):
     """The answer to a POST with `include_next`: the stored response and the next item (or null)."""
 
     next = NextItemSerializer(allow_null=True, required=False)
+
+
+class FlagInputSerializer(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000, trim_whitespace=True)
+
+
+class FlagSerializer(serializers.Serializer):
+    """A reader's flag on an item, by token; says nothing about the item but that it is flagged."""
+
+    item = serializers.CharField()
+    flagged = serializers.BooleanField()
+    comment = serializers.CharField(allow_blank=True)

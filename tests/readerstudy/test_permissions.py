@@ -48,6 +48,8 @@ def _reader_matrix(study, token):
         ("get", f"/api/reader/studies/{s}/next/", {"anonymous": 403, "assigned": 200, "unassigned": 404, "staff": 404}),
         ("post", f"/api/reader/studies/{s}/responses/",
          {"anonymous": 403, "assigned": 201, "unassigned": 404, "staff": 404}),
+        ("put", f"/api/reader/studies/{s}/items/{token}/flag/",
+         {"anonymous": 403, "assigned": 200, "unassigned": 404, "staff": 404}),
         ("get", f"/i/{token}.png", {"anonymous": 404, "assigned": 200, "unassigned": 404, "staff": 200}),
         ("get", f"/studies/{s}/done/", {"anonymous": 302, "assigned": 200, "unassigned": 404, "staff": 404}),
         ("get", "/studies/999999/", {"anonymous": 302, "assigned": 404, "unassigned": 404, "staff": 404}),
@@ -69,6 +71,8 @@ def test_reader_endpoints_pages_images_and_admin(world, role):
         if method == "post":
             body = {"item": token, "answer": "real", "confidence": 3, "client_id": str(uuid.uuid4())}
             resp = client.post(url, body, content_type="application/json")
+        elif method == "put":
+            resp = client.put(url, {"comment": "artefact"}, content_type="application/json")
         else:
             resp = client.get(url)
         if resp.status_code != expected[role]:
