@@ -44,7 +44,7 @@ class JobListApi(APIView):
         data.is_valid(raise_exception=True)
         try:
             job = job_create(kind=data.validated_data["kind"], params=data.validated_data["params"],
-                             created_by=request.user)
+                             created_by=request.user, confine_paths=True)
         except (RunnerError, JobError) as exc:
             return Response({"params": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         job.refresh_from_db()  # in the embedded mode the job has run by now
