@@ -137,4 +137,10 @@ class StudyChangeForm(forms.ModelForm):
             study_settings_validate(**scale)
         except StudyError as exc:
             raise forms.ValidationError(str(exc)) from exc
+        margin = data.get("equivalence_margin")
+        if margin is not None and not 0 < margin < 0.5:
+            self.add_error("equivalence_margin", f"{margin}: the margin around AUC 0.5 must lie between 0 and 0.5")
+        mpp = data.get("microns_per_pixel")
+        if mpp is not None and mpp <= 0:
+            self.add_error("microns_per_pixel", f"{mpp}: microns per pixel must be positive (or empty: no scale bar)")
         return data
