@@ -29,6 +29,8 @@ from readerstudy.services.studies import StudyError, study_assign_readers, study
 admin.site.site_header = "HistoSynth administration"
 admin.site.site_title = "HistoSynth admin"
 admin.site.index_title = "Studies, image sets and jobs"
+# Characters of a study's name shown beside a pseudonym in the response list.
+STUDY_NAME_IN_LIST = 24
 
 def _progress_bar(answered: int, total: int) -> str:
     percent = round(100 * answered / total) if total else 0
@@ -390,7 +392,11 @@ class ResponseAdmin(admin.ModelAdmin):
 
     @admin.display(description="reader", ordering="assignment__study__name")
     def reader(self, obj: Response) -> str:
-        return reader_label(assignment=obj.assignment)
+        # Long study names are cut in the list (the full label is the hover title) so a row stays one line.
+        study = obj.assignment.study.name
+        short = study if len(study) <= STUDY_NAME_IN_LIST else study[: STUDY_NAME_IN_LIST - 1] + "…"
+        return format_html('<span title="{}">{} · {}</span>', reader_label(assignment=obj.assignment), short,
+                           obj.assignment.pseudonym)
 
     @admin.display(description="item")
     def item_token(self, obj: Response) -> str:

@@ -78,3 +78,16 @@ def study_archive(entries: dict[str, bytes | str], manifest: str | None = None, 
     out.seek(0)
     out.name = name
     return out
+
+
+def answer_items(assignment, *, answer: str = "real", confidence: int = 3, share: float = 1.0) -> None:
+    """The reader answers the first `share` of their order, item by item as the page does (shown, then answered)."""
+    import uuid
+
+    from readerstudy.services.responses import presentation_record, response_submit
+
+    items = StudyItem.objects.in_bulk(assignment.item_order)
+    for pk in assignment.item_order[: round(share * len(assignment.item_order))]:
+        presentation_record(assignment=assignment, item=items[pk])
+        response_submit(assignment=assignment, item_token=items[pk].token, answer=answer, confidence=confidence,
+                        client_id=uuid.uuid4())

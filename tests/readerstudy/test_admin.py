@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from readerstudy.models import Image, ImageSet, Response, Study, StudyItem, StudyReader
-from tests.factories import make_image_set, make_study, make_user, png_bytes, study_archive
+from tests.factories import answer_items, make_image_set, make_study, make_user, png_bytes, study_archive
 
 
 @pytest.fixture(autouse=True)
@@ -160,18 +160,6 @@ def test_change_form_refuses_labels_that_do_not_fit_the_scale(staff_client):
     assert (study.confidence_max, study.confidence_labels) == (3, ["a", "b", "c"])
 
 
-def _answer_all(assignment, *, answer="real"):
-    """The reader answers every item in their order (through the service, so events and times are kept)."""
-    import uuid
-
-    from readerstudy.services.responses import presentation_record, response_submit
-
-    for item in StudyItem.objects.filter(pk__in=assignment.item_order):
-        presentation_record(assignment=assignment, item=item)
-        response_submit(assignment=assignment, item_token=item.token, answer=answer, confidence=3,
-                        client_id=uuid.uuid4())
-
-
 def test_admin_is_branded_with_links_to_results_and_api_docs(staff_client):
     html = staff_client.get(reverse("admin:index")).content.decode()
     assert "<title>Studies, image sets and jobs | HistoSynth admin</title>" in html
@@ -184,8 +172,8 @@ def test_responses_filter_by_study_reader_and_answer_and_show_pseudonyms_with_th
     alice, bob = make_user("alice"), make_user("bob")
     first = make_study(name="Alpha", readers=[alice])
     second = make_study(name="Beta", readers=[bob])  # bob is R01 too, in Beta
-    _answer_all(first.assignments.get(), answer="real")
-    _answer_all(second.assignments.get(), answer="synthetic")
+    answer_items(first.assignments.get(), answer="real")
+    answer_items(second.assignments.get(), answer="synthetic")
     url = reverse("admin:readerstudy_response_changelist")
     html = staff_client.get(url).content.decode()
     assert "Alpha · R01" in html and "Beta · R01" in html
@@ -207,7 +195,7 @@ def test_study_page_shows_each_readers_progress_and_the_new_settings(staff_clien
     alice, bob = make_user("alice"), make_user("bob")
     study = make_study(name="Gamma", readers=[alice, bob])
     Study.objects.filter(pk=study.pk).update(harmonisation=Study.Harmonisation.JPEG90)  # chosen at build
-    _answer_all(study.assignments.get(user=alice))
+    answer_items(study.assignments.get(user=alice))
     total = len(study.assignments.get(user=alice).item_order)
     response = staff_client.get(reverse("admin:readerstudy_study_change", args=[study.pk]))
     html = response.content.decode()
@@ -242,8 +230,8 @@ def test_staff_remove_one_readers_answers_after_confirming_with_an_audit_entry(s
     alice, bob = make_user("alice"), make_user("bob")
     study = make_study(readers=[alice, bob])
     a_alice, a_bob = study.assignments.get(user=alice), study.assignments.get(user=bob)
-    _answer_all(a_alice)
-    _answer_all(a_bob)
+    answer_items(a_alice)
+    answer_items(a_bob)
     ItemFlag.objects.create(assignment=a_alice, item_id=a_alice.item_order[0], comment="blurry")
     n = len(a_alice.item_order)
     url = reverse("admin:readerstudy_study_remove_answers", args=[study.pk, a_alice.pk])
@@ -272,7 +260,7 @@ def test_staff_remove_one_readers_answers_after_confirming_with_an_audit_entry(s
 def test_readers_cannot_remove_answers(client, db):
     reader = make_user("reader1")
     study = make_study(readers=[reader])
-    _answer_all(study.assignments.get())
+    answer_items(study.assignments.get())
     client.force_login(reader)
     url = reverse("admin:readerstudy_study_remove_answers", args=[study.pk, study.assignments.get().pk])
     assert client.post(url, {"confirm": "yes"}).status_code == 302  # to the admin login
