@@ -83,7 +83,7 @@ class JobKindsApi(APIView):
                 "kind": runner.kind, "label": Job.Kind(runner.kind).label, "help": runner.help,
                 "params": [
                     {"name": p.name, "type": p.type.__name__, "required": p.required, "default": p.default,
-                     "help": p.help, "choices": list(p.choices)}
+                     "help": p.help, "choices": list(p.choices), "kind": p.kind}
                     for p in runner.params
                 ],
             }

@@ -89,6 +89,9 @@ def test_api_refuses_server_paths_outside_the_roots(staff_client, roots, recorde
     )
     assert response.status_code == 400 and "checkpoint: " in response.json()["params"][0]
     assert "outside the allowed folders" in response.json()["params"][0] and not Job.objects.exists()
+    kinds = {k["kind"]: k for k in staff_client.get("/api/admin/jobs/kinds/").json()}
+    params = {p["name"]: p for p in kinds[Job.Kind.GENERATE_IMAGES]["params"]}
+    assert params["checkpoint"]["kind"] == "path:data:file"  # API clients learn what a string names
 
 
 @pytest.mark.django_db
