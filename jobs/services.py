@@ -169,7 +169,15 @@ def _enqueue(*, job_pk: int, task_id: str) -> None:
         # Embedded mode: run in-process but let the request that launched it return.
         threading.Thread(target=_run_in_thread, args=(job_pk, task_id), daemon=True, name=f"job-{job_pk}").start()
         return
-    run_job.apply_async(args=[job_pk], task_id=task_id)
+    try:
+        run_job.apply_async(args=[job_pk], task_id=task_id)
+    except Exception as exc:  # noqa: BLE001 - a broker that cannot be reached must not fail the request
+        logger.exception("job #%s could not be queued", job_pk)
+        Job.objects.filter(pk=job_pk, state=Job.State.QUEUED).update(
+            state=Job.State.FAILED, finished_at=timezone.now(), message="failed: not queued",
+            error=f"could not be queued on the Celery broker ({type(exc).__name__}: {exc}); is the broker "
+                  f"running and CELERY_BROKER_URL right?",
+        )
 
 
 def _run_in_thread(job_pk: int, task_id: str) -> None:

@@ -229,3 +229,22 @@ def test_admin_shows_a_moving_bar_and_the_message_before_the_first_progress(staf
     job.progress = 0.4
     job.save()
     assert 'value="40"' in staff_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_launch_with_an_unreachable_broker_fails_the_job_with_the_reason(staff_client, settings, monkeypatch):
+    from jobs import tasks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(tasks.run_job, "apply_async", unreachable)
+    real, fake = make_image_set(kind="real"), make_image_set(kind="synthetic")
+    url = reverse("admin:jobs_job_launch_kind", args=[KIND])
+    html = staff_client.post(url, {"real": real.name, "fake": fake.name, "features": "inception"},
+                             follow=True).content.decode()
+    job = Job.objects.get()
+    assert job.state == Job.State.FAILED and "could not be queued on the Celery broker" in job.error
+    assert f"Job #{job.pk} failed at once: could not be queued" in html
