@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from readerstudy.forms import AssignReadersForm, StudyBuildForm, StudyChangeForm, StudyUploadForm
-from readerstudy.models import Image, ImageSet, Response, Study, StudyItem, StudyReader
+from readerstudy.models import Image, ImageSet, ItemFlag, Response, Study, StudyItem, StudyReader
 from readerstudy.selectors import reader_label, study_reader_progress
 from readerstudy.services.reader_answers import study_reader_answers_remove
 from readerstudy.services.building import study_build
@@ -371,18 +371,10 @@ class ReaderFilter(admin.SimpleListFilter):
         return queryset.filter(assignment_id=int(value)) if value and value.isdigit() else queryset
 
 
-@admin.register(Response)
-class ResponseAdmin(admin.ModelAdmin):
-    list_display = (
-        "reader", "item_token", "role", "truth", "answer", "correct", "confidence", "seconds_short",
-        "answered", "revised",
-    )
-    list_filter = (("assignment__study", admin.RelatedOnlyFieldListFilter), ReaderFilter, "answer", "item__truth",
-                   "item__role", "confidence")
-    search_fields = ("assignment__pseudonym", "assignment__user__username", "item__token", "assignment__study__name")
+class _ReaderRowAdmin(admin.ModelAdmin):
+    """Read-only rows a reader made about an item (answers, flags): listed by "Study · R01", item and truth."""
+
     list_select_related = ("assignment", "assignment__study", "item")
-    readonly_fields = [f.name for f in Response._meta.fields]
-    change_list_template = "admin/readerstudy/response/change_list.html"
 
     def has_add_permission(self, request):
         return False
@@ -391,7 +383,7 @@ class ResponseAdmin(admin.ModelAdmin):
         return False
 
     @admin.display(description="reader", ordering="assignment__study__name")
-    def reader(self, obj: Response) -> str:
+    def reader(self, obj) -> str:
         # Long study names are cut in the list (the full label is the hover title) so a row stays one line.
         study = obj.assignment.study.name
         short = study if len(study) <= STUDY_NAME_IN_LIST else study[: STUDY_NAME_IN_LIST - 1] + "…"
@@ -399,16 +391,31 @@ class ResponseAdmin(admin.ModelAdmin):
                            obj.assignment.pseudonym)
 
     @admin.display(description="item")
-    def item_token(self, obj: Response) -> str:
+    def item_token(self, obj) -> str:
         return obj.item.token[:8] + "…"
+
+    @admin.display(description="truth")
+    def truth(self, obj) -> str:
+        return obj.item.truth
+
+
+_BY_STUDY_AND_READER = (("assignment__study", admin.RelatedOnlyFieldListFilter), ReaderFilter)
+
+
+@admin.register(Response)
+class ResponseAdmin(_ReaderRowAdmin):
+    list_display = (
+        "reader", "item_token", "role", "truth", "answer", "correct", "confidence", "seconds_short",
+        "answered", "revised",
+    )
+    list_filter = (*_BY_STUDY_AND_READER, "answer", "item__truth", "item__role", "confidence")
+    search_fields = ("assignment__pseudonym", "assignment__user__username", "item__token", "assignment__study__name")
+    readonly_fields = [f.name for f in Response._meta.fields]
+    change_list_template = "admin/readerstudy/response/change_list.html"
 
     @admin.display(description="role")
     def role(self, obj: Response) -> str:
         return obj.item.role
-
-    @admin.display(description="truth")
-    def truth(self, obj: Response) -> str:
-        return obj.item.truth
 
     @admin.display(description="correct", boolean=True)
     def correct(self, obj: Response) -> bool:
@@ -425,6 +432,24 @@ class ResponseAdmin(admin.ModelAdmin):
     @admin.display(description="revised at", ordering="revised_at")
     def revised(self, obj: Response) -> str:
         return _short_time(obj.revised_at)
+
+
+@admin.register(ItemFlag)
+class ItemFlagAdmin(_ReaderRowAdmin):
+    """Readers' flags on images ("something is wrong with this image"): they never change an answer."""
+
+    list_display = ("reader", "item_token", "truth", "generator", "comment", "flagged")
+    list_filter = (*_BY_STUDY_AND_READER, "item__truth", "item__generator")
+    search_fields = ("comment", "assignment__pseudonym", "assignment__study__name", "item__token")
+    readonly_fields = [f.name for f in ItemFlag._meta.fields]
+
+    @admin.display(description="generator")
+    def generator(self, obj: ItemFlag) -> str:
+        return obj.item.generator
+
+    @admin.display(description="flagged at", ordering="created_at")
+    def flagged(self, obj: ItemFlag) -> str:
+        return _short_time(obj.created_at)
 
 
 def _short_time(moment) -> str:

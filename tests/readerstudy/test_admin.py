@@ -265,3 +265,18 @@ def test_readers_cannot_remove_answers(client, db):
     url = reverse("admin:readerstudy_study_remove_answers", args=[study.pk, study.assignments.get().pk])
     assert client.post(url, {"confirm": "yes"}).status_code == 302  # to the admin login
     assert Response.objects.filter(assignment__study=study).count() == len(study.assignments.get().item_order)
+
+
+def test_flags_are_listed_for_staff_by_study_and_reader(staff_client):
+    from readerstudy.models import ItemFlag
+
+    alice = make_user("alice")
+    study = make_study(name="Delta", readers=[alice])
+    assignment = study.assignments.get()
+    ItemFlag.objects.create(assignment=assignment, item_id=assignment.item_order[0], comment="out of focus")
+    url = reverse("admin:readerstudy_itemflag_changelist")
+    html = staff_client.get(url, {"assignment__study__id__exact": study.pk}).content.decode()
+    assert "Delta · R01" in html and "out of focus" in html
+    other = make_study(name="Epsilon", readers=[alice])
+    html = staff_client.get(url, {"reader": other.assignments.get().pk}).content.decode()
+    assert "out of focus" not in html
