@@ -175,15 +175,14 @@ class JobAdmin(admin.ModelAdmin):
         field = request.GET.get("field", "")
         if must not in MUSTS or not field.replace("_", "").replace("-", "").isalnum():
             return HttpResponseBadRequest("bad browser parameters")
+        root = request.GET.get("root", "0")
+        root_index = int(root) if root.isdigit() else 0
+        roots, listing, error = [], None, ""
         try:
             roots = path_roots(group)
-            root_index = int(request.GET.get("root", "0"))
             listing = path_listing(group=group, root_index=root_index, folder=request.GET.get("folder") or None)
-            error = ""
-        except (PathOutsideRoots, ValueError) as exc:
-            listing, error = None, str(exc)
-            roots = roots if "roots" in locals() else []
-            root_index = 0
+        except PathOutsideRoots as exc:
+            error = str(exc)
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Choose a server path",
             "is_popup": True, "listing": listing, "error": error, "roots": list(enumerate(roots)),
