@@ -10,9 +10,9 @@ from django.http import Http404, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from jobs.forms import launch_form_class, launch_params
+from jobs.forms import launch_form_class, launch_params, param_label
 from jobs.models import Job
 from jobs.paths import MUSTS, PathOutsideRoots, path_listing, path_roots
 from jobs.runners import RUNNERS, RunnerError
@@ -38,7 +38,7 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ["state", "kind"]
     search_fields = ["message", "error", "params"]
     actions = ["cancel_selected"]
-    fields = ["kind", "state_badge", "progress_bar", "message", "params", "result", "error_block", "log_block",
+    fields = ["kind", "state_badge", "progress_bar", "message", "params_table", "result", "error_block", "log_block",
               "cancel_requested", "worker", "celery_task_id", "heartbeat_at", "created_by", "created_at",
               "started_at", "finished_at"]
     readonly_fields = fields
@@ -67,6 +67,16 @@ class JobAdmin(admin.ModelAdmin):
             fallback = "waiting to start" if job.state == Job.State.QUEUED else "starting"
             return format_html('<progress max="100" style="width:8em"></progress> {}', job.message or fallback)
         return format_html('<progress value="{}" max="100" style="width:8em"></progress> {}%', pct, pct)
+
+    @admin.display(description="parameters")
+    def params_table(self, job: Job):
+        """The job's parameters under the launch form's labels (unknown names as they are)."""
+        declared = {p.name: p for p in RUNNERS[job.kind].params} if job.kind in RUNNERS else {}
+        rows = [(param_label(declared[k]) if k in declared else k, ", ".join(map(str, v)) if isinstance(v, list) else v)
+                for k, v in (job.params or {}).items()]
+        if not rows:
+            return "—"
+        return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
 
     @admin.display(description="error")
     def short_error(self, job: Job):

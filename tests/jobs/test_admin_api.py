@@ -89,6 +89,8 @@ def test_admin_launch_form_creates_and_runs_a_job(staff_client, fake_runner, dja
     job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("admin:jobs_job_change", args=[job.pk])
     assert job.state == Job.State.SUCCEEDED and job.result == {"fid": 12.5}
+    detail = staff_client.get(response["Location"]).content.decode()
+    assert "<tr><th>Real image set</th><td>real-set</td></tr>" in detail  # labels, not parameter names
     assert fake_runner == [{"real": "real-set", "fake": "fake-set", "features": "random-inception",
                             "per_label": False, "seed": 0}]
     missing = staff_client.post(url, {"real": real.name})
