@@ -104,7 +104,8 @@ class ImageAdmin(admin.ModelAdmin):
 
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
-    list_display = ("name", "state", "n_main", "n_practice", "n_repeat", "n_readers", "progress", "created_at")
+    list_display = ("name", "state", "n_main", "n_practice", "n_repeat", "n_readers", "progress", "created_at",
+                    "results_link")
     list_filter = ("state",)
     search_fields = ("name",)
     readonly_fields = ("state", "seed", "harmonisation", "provenance", "created_at")
@@ -148,6 +149,10 @@ class StudyAdmin(admin.ModelAdmin):
     @admin.display(description="readers", ordering="_n_readers")
     def n_readers(self, obj):
         return obj._n_readers
+
+    @admin.display(description="results")
+    def results_link(self, obj):
+        return format_html('<a href="{}">Results</a>', reverse("results-study", args=[obj.pk]))
 
     @admin.display(description="answers given")
     def progress(self, obj):

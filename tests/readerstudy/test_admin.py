@@ -38,6 +38,7 @@ def test_every_list_and_change_page_renders(staff_client):
     n_items = study.items.count()
     assert f"1 / {n_items}" in page  # answers given over readers x items
     assert "Build study from image sets" in page and "Upload study archive" in page
+    assert f'href="/results/{study.pk}/"' in page
     change = staff_client.get(reverse("admin:readerstudy_study_change", args=[study.pk])).content.decode()
     assert "R01" in change and f"1 / {n_items}" in change and "Assign readers" in change
     readers = staff_client.get(reverse("admin:readerstudy_studyreader_changelist")).content.decode()
