@@ -47,7 +47,7 @@ class JobListApi(APIView):
                              created_by=request.user, confine_paths=True)
         except (RunnerError, JobError) as exc:
             return Response({"params": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
-        job.refresh_from_db()  # in the embedded mode the job has run by now
+        job.refresh_from_db()  # its state now: queued, or already running in the background
         return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
