@@ -187,6 +187,17 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # Inception-v3 FID weights: a local file, never downloaded at run time (see evaluation/).
 INCEPTION_WEIGHTS = Path(os.environ.get("INCEPTION_WEIGHTS", VAR_DIR / "weights" / "pt_inception-2015-12-05-6726825d.pth"))
 
+# The only server folders the job forms and the jobs API may point at (their file browser lists these):
+# HISTOSYNTH_DATA_ROOTS is a list separated by os.pathsep; default var/data and the demo's var/demo.
+HISTOSYNTH_DATA_ROOTS = [
+    Path(p) for p in os.environ.get("HISTOSYNTH_DATA_ROOTS", f"{VAR_DIR / 'data'}{os.pathsep}{VAR_DIR / 'demo'}")
+    .split(os.pathsep) if p.strip()
+]
+HISTOSYNTH_WEIGHTS_ROOT = Path(os.environ.get("HISTOSYNTH_WEIGHTS_ROOT", VAR_DIR / "weights"))
+# Without a broker, a job launched from the admin or the API runs in a background thread of the web
+# process, so the request that launched it returns at once (tests turn it off to run jobs inline).
+JOBS_EAGER_IN_THREAD = env_bool("JOBS_EAGER_IN_THREAD", True)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

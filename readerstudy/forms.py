@@ -127,6 +127,14 @@ class StudyChangeForm(forms.ModelForm):
     class Meta:
         model = Study
         fields = "__all__"
+        labels = {"break_every": "Break reminder every", "microns_per_pixel": "Microns per pixel (µm/px)"}
+        help_texts = {
+            "break_every": "A gentle break reminder after every so many answered images; 0: none.",
+            "microns_per_pixel": "Of the shown images, for the viewer's scale bar (one value for the whole study, "
+                                 "so it cannot tell real from synthetic); empty: no scale bar.",
+            "equivalence_margin": "Half-width around AUC 0.5 within which readers count as unable to tell "
+                                  "(two one-sided tests in the results), e.g. 0.05.",
+        }
 
     def clean(self):
         data = super().clean()
@@ -137,4 +145,10 @@ class StudyChangeForm(forms.ModelForm):
             study_settings_validate(**scale)
         except StudyError as exc:
             raise forms.ValidationError(str(exc)) from exc
+        margin = data.get("equivalence_margin")
+        if margin is not None and not 0 < margin < 0.5:
+            self.add_error("equivalence_margin", f"{margin}: the margin around AUC 0.5 must lie between 0 and 0.5")
+        mpp = data.get("microns_per_pixel")
+        if mpp is not None and mpp <= 0:
+            self.add_error("microns_per_pixel", f"{mpp}: microns per pixel must be positive (or empty: no scale bar)")
         return data

@@ -199,6 +199,8 @@ def study_export_csv(
     if name not in exports.EXPORT_NAMES:
         raise ValueError(f"export {name!r}: expected one of {', '.join(exports.EXPORT_NAMES)}")
     filename = f"{slugify(study.name) or f'study-{study.pk}'}-{name}.csv"
+    if name == "responses":  # the two downloads must never overwrite each other, nor be mistaken
+        filename = filename.removesuffix(".csv") + ("-named.csv" if real_names else "-pseudonymous.csv")
     if name == "responses":
         frame = with_flags(study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names),
                            study=study, real_names=real_names)

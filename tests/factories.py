@@ -87,3 +87,16 @@ def logged_in_client(user, password: str = PASSWORD):
     client = Client()
     assert client.login(username=user.username, password=password)
     return client
+
+
+def answer_items(assignment, *, answer: str = "real", confidence: int = 3, share: float = 1.0) -> None:
+    """The reader answers the first `share` of their order, item by item as the page does (shown, then answered)."""
+    import uuid
+
+    from readerstudy.services.responses import presentation_record, response_submit
+
+    items = StudyItem.objects.in_bulk(assignment.item_order)
+    for pk in assignment.item_order[: round(share * len(assignment.item_order))]:
+        presentation_record(assignment=assignment, item=items[pk])
+        response_submit(assignment=assignment, item_token=items[pk].token, answer=answer, confidence=confidence,
+                        client_id=uuid.uuid4())

@@ -103,6 +103,8 @@ def image_check_bytes(*, name: str, data: bytes, max_pixels: int = MAX_IMAGE_PIX
             img.load()
     except ImageSetError:
         raise
+    except PILImage.UnidentifiedImageError as exc:  # its text names the in-memory buffer, not the file
+        raise ImageSetError(f"{name}: not a readable image (not an image file, or a format PIL cannot open)") from exc
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
         raise ImageSetError(f"{name}: not a readable image ({exc})") from exc
     if fmt not in IMAGE_FORMATS:

@@ -189,10 +189,11 @@ def _read_archive(
         manifest = _read_entry(zf=zf, info=entries[prefix + MANIFEST], budget=budget, problems=problems)
         if manifest is None:
             return sha256, [], {}
-        rows = _parse_manifest(data=manifest, problems=problems)
+        named: set[str] = set()  # every file a row names, its other cells valid or not
+        rows = _parse_manifest(data=manifest, problems=problems, named=named)
         listed = {prefix + row.filename: row for row in rows}
         for entry in sorted(entries):
-            if entry != prefix + MANIFEST and entry not in listed:
+            if entry != prefix + MANIFEST and entry[len(prefix):] not in named:
                 problems.append(f"{entry}: in the archive but not listed in {MANIFEST}")
         files: dict[str, bytes] = {}
         for entry, row in listed.items():
@@ -279,7 +280,7 @@ def _read_entry(*, zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int]
     return data
 
 
-def _parse_manifest(*, data: bytes, problems: list[str]) -> list[_Row]:
+def _parse_manifest(*, data: bytes, problems: list[str], named: set[str] | None = None) -> list[_Row]:
     """Valid rows of the manifest; each bad row or cell is reported with its line number."""
     try:
         text = data.decode("utf-8-sig")
@@ -304,6 +305,8 @@ def _parse_manifest(*, data: bytes, problems: list[str]) -> list[_Row]:
     try:
         for raw in reader:
             row = _parse_row(raw=raw, line=reader.line_num, first_line=first_line, problems=problems)
+            if named is not None and None not in raw:
+                named.add((raw.get("filename") or "").strip().replace("\\", "/"))
             if row is not None:
                 rows.append(row)
     except csv.Error as exc:

@@ -21,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--workdir", default=None, help="where patches, runs and samples go (default var/demo)")
 
     def handle(self, *args, no_serve: bool, port: int, fast: bool, workdir: str | None, **options):
+        settings.JOBS_EAGER_IN_THREAD = False  # the build waits for each job: run it inline, no polling
         result = demo_run(workdir=workdir, fast=fast, log=lambda line: self.stdout.write(line))
         url = f"http://127.0.0.1:{port}"
         self.stdout.write("")
