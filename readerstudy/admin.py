@@ -5,8 +5,6 @@ Thin: rows are created only through the services (`study_build`, `study_import`,
 `study_assign_readers`, `study_set_state`); the admin pages parse a form, call one of them and
 report the result or every problem it found.
 """
-import mimetypes
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
@@ -19,6 +17,7 @@ from django.utils.html import format_html
 from readerstudy.forms import AssignReadersForm, StudyBuildForm, StudyChangeForm, StudyUploadForm
 from readerstudy.models import Image, ImageSet, Response, Study, StudyItem, StudyReader
 from readerstudy.services.building import study_build
+from readerstudy.services.imagesets import image_content_type
 from readerstudy.services.imports import StudyImportError, study_import
 from readerstudy.services.studies import StudyError, study_assign_readers, study_set_state
 
@@ -78,9 +77,15 @@ class ImageAdmin(admin.ModelAdmin):
         image = get_object_or_404(Image, pk=image_id)
         if not self.has_view_permission(request, image):
             raise PermissionDenied
-        content_type = mimetypes.guess_type(image.file.name)[0] or "application/octet-stream"
-        response = FileResponse(image.file.open("rb"), content_type=content_type)
+        # The type is sniffed from the bytes, never taken from the name: only a verified image is shown
+        # inline, anything else (say, a PNG stored as `.html`) is a download the browser must not run.
+        content_type = image_content_type(image.file)
+        response = FileResponse(
+            image.file.open("rb"), content_type=content_type or "application/octet-stream",
+            as_attachment=content_type is None, filename=f"image-{image.pk}.bin" if content_type is None else None,
+        )
         response["Cache-Control"] = "private, no-store"
+        response["X-Content-Type-Options"] = "nosniff"
         return response
 
     @admin.display(description="sha256")

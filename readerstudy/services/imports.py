@@ -26,6 +26,7 @@ from django.db import transaction
 from readerstudy.models import ImageSet, Study, StudyItem, Truth
 from readerstudy.services.building import repeat_items
 from readerstudy.services.imagesets import (
+    IMAGE_SUFFIXES,
     MAX_IMAGE_PIXELS,
     ImageSetError,
     ImageSpec,
@@ -327,6 +328,10 @@ def _parse_row(*, raw: dict, line: int, first_line: dict[str, int], problems: li
         errors.append(f"filename {filename!r} is not a plain relative path")
     elif filename == MANIFEST:
         errors.append(f"filename {filename!r} is the manifest itself")
+    elif PurePosixPath(filename).suffix.lower() not in IMAGE_SUFFIXES:
+        errors.append(
+            f"filename {filename!r} does not end in an image extension ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     elif filename in first_line:
         errors.append(f"filename {filename!r} is listed twice (first on line {first_line[filename]})")
     else:

@@ -141,3 +141,40 @@ def test_change_form_refuses_labels_that_do_not_fit_the_scale(staff_client):
     assert staff_client.post(url, post).status_code == 302
     study.refresh_from_db()
     assert (study.confidence_max, study.confidence_labels) == (3, ["a", "b", "c"])
+
+
+def _png_with_script() -> bytes:
+    import io
+
+    from PIL import Image as PILImage
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "<script>alert(document.cookie)</script>")
+    out = io.BytesIO()
+    PILImage.new("RGB", (8, 8), (200, 10, 10)).save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def test_file_view_sniffs_the_type_and_never_serves_a_stored_html_name_inline(staff_client):
+    # A row stored before the import refused such names: a valid PNG kept as `.html`, and an HTML page.
+    from django.core.files.base import ContentFile
+
+    image_set = make_image_set(n=1)
+    png_as_html = Image.objects.create(
+        image_set=image_set, original_name="x.html", sha256="0" * 64, width=8, height=8, format="PNG",
+        file=ContentFile(_png_with_script(), name="legacy.html"),
+    )
+    page = Image.objects.create(
+        image_set=image_set, original_name="y.html", sha256="1" * 64, width=8, height=8, format="PNG",
+        file=ContentFile(b"<html><script>alert(1)</script></html>", name="page.html"),
+    )
+    served = staff_client.get(reverse("admin:readerstudy_image_file", args=[png_as_html.pk]))
+    assert served.status_code == 200 and served["Content-Type"] == "image/png"
+    assert served["X-Content-Type-Options"] == "nosniff"
+    assert b"".join(served.streaming_content) == _png_with_script()
+    served = staff_client.get(reverse("admin:readerstudy_image_file", args=[page.pk]))
+    assert served.status_code == 200
+    assert served["Content-Type"] == "application/octet-stream" and "html" not in served["Content-Type"]
+    assert served["Content-Disposition"].startswith("attachment")
+    assert served["X-Content-Type-Options"] == "nosniff"

@@ -229,3 +229,21 @@ def test_duplicate_entries_symlinks_and_too_many_entries(_media_root):
     problems = _problems(study_archive(entries, manifest), limits=ImportLimits(max_entries=3))
     assert problems == ["the archive has 5 entries, more than the limit of 3"]
     assert nothing_created(_media_root)
+
+
+@pytest.mark.django_db
+def test_a_png_named_html_with_a_script_chunk_is_refused_by_row(_media_root):
+    import io as _io
+
+    from PIL import Image as PILImage
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "<script>alert(document.cookie)</script>")
+    out = _io.BytesIO()
+    PILImage.new("RGB", (32, 32)).save(out, format="PNG", pnginfo=info)
+    entries = {"img/r1.png": png_bytes(1), "img/evil.html": out.getvalue()}
+    problems = _problems(study_archive(entries, HEADER + "img/r1.png,real,real,A\nimg/evil.html,synthetic,gan,A\n"))
+    assert any(p.startswith("manifest.csv line 3: filename 'img/evil.html' does not end in an image extension")
+               for p in problems), problems
+    assert nothing_created(_media_root)
