@@ -99,12 +99,12 @@ def test_failure_while_blinding_leaves_no_rows_and_no_files(sets, _media_root, m
     calls = []
     real_blind = studies.blind_image_bytes
 
-    def flaky(*, data, size=None):
+    def flaky(*, data, size=None, harmonisation="none"):
         # The fifth image fails to blind: four blinded files have been written by then.
         calls.append(1)
         if len(calls) == 5:
             raise studies.BlindingError("broken file")
-        return real_blind(data=data, size=size)
+        return real_blind(data=data, size=size, harmonisation=harmonisation)
 
     monkeypatch.setattr(studies, "blind_image_bytes", flaky)
     before = sorted(p for p in _media_root.rglob("*") if p.is_file())

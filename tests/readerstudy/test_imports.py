@@ -35,9 +35,15 @@ def nothing_created(media_root: Path) -> bool:
 
 
 @pytest.mark.django_db
-def test_valid_archive_creates_one_set_per_truth_and_generator_and_the_study(_media_root):
+def test_valid_archive_creates_one_set_per_truth_and_generator_and_the_study(
+    _media_root, django_capture_on_commit_callbacks
+):
     entries, manifest = valid_entries()
-    study = study_import(name="Upload 1", archive=study_archive(entries, manifest), seed=3, allow_revision=True)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        study = study_import(name="Upload 1", archive=study_archive(entries, manifest), seed=3, allow_revision=True)
+        # Staged until the commit: nothing has reached its final place yet.
+        assert not list((_media_root / "imagesets").rglob("*.png")) and not (_media_root / "studies").exists()
+    assert len(callbacks) == 1
     assert study.state == Study.State.DRAFT and study.allow_revision
     sets = {(s.kind, s.generator): s.images.count() for s in ImageSet.objects.all()}
     assert sets == {("real", "real"): 2, ("synthetic", "diffusion"): 1, ("synthetic", "progan"): 1}
@@ -47,8 +53,11 @@ def test_valid_archive_creates_one_set_per_truth_and_generator_and_the_study(_me
         ("img/d1.png", "synthetic", "diffusion", "A"), ("img/p1.png", "synthetic", "progan", "B"),
     }
     assert study.provenance["archive"] == "study.zip" and len(study.provenance["archive_sha256"]) == 64
-    # 4 image files + 4 blinded files, nothing else.
+    # 4 image files + 4 blinded files, nothing else, each where its row says (the staging folder is gone).
     assert len(media_files(_media_root)) == 8
+    assert not [p for p in media_files(_media_root) if ".staging" in p.parts]
+    for item in study.items.select_related("image"):
+        assert (_media_root / item.blinded_file.name).is_file() and (_media_root / item.image.file.name).is_file()
 
 
 @pytest.mark.django_db
