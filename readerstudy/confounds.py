@@ -128,16 +128,19 @@ def high_frequency_energy(grey: np.ndarray) -> float:
 
 
 def upscaling_evidence(grey: np.ndarray) -> float:
-    """How empty the outer half of the spectrum is next to the band just inside it (high: upscaled).
+    """How empty the outer half of the spectrum is next to its low band, in decades (high: upscaled).
 
-    An image enlarged by two or more has almost no power above half its native Nyquist frequency.
+    An image enlarged by two or more has almost no power above half its native Nyquist frequency,
+    while a native patch keeps at least its sensor and tissue noise there.
     """
     spectrum, radius = _power(grey)
-    outer = spectrum[(radius > 0.25) & (radius <= 0.5)].mean() if np.any(radius > 0.25) else 0.0
-    inner = spectrum[(radius > 0.125) & (radius <= 0.25)].mean() if np.any(radius > 0.125) else 0.0
-    if inner <= 0:
+    outer_band, low_band = (radius > 0.25) & (radius <= 0.5), (radius > 0) & (radius <= 0.125)
+    if not outer_band.any() or not low_band.any():
         return 0.0
-    return float(-math.log10(max(outer / inner, 1e-6)))
+    outer, low = spectrum[outer_band].mean(), spectrum[low_band].mean()
+    if low <= 0:
+        return 0.0
+    return float(-math.log10(max(outer / low, 1e-9)))
 
 
 def blockiness(grey: np.ndarray) -> float:
