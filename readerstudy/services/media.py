@@ -60,11 +60,15 @@ def referenced_media() -> set[str]:
 
 
 def swept_folders() -> list[str]:
-    """The top folders that file fields upload to (a callable `upload_to` is not guessed at)."""
-    return sorted({
-        f.upload_to.strip("/").split("/")[0] for _, f in _file_fields()
-        if isinstance(f.upload_to, str) and f.upload_to.strip("/")
-    })
+    """The folders that file fields upload to, up to any date pattern (a callable `upload_to` is not guessed at)."""
+    folders = set()
+    for _, f in _file_fields():
+        if isinstance(f.upload_to, str):
+            fixed = f.upload_to.split("%")[0].strip("/")
+            folder = fixed if f.upload_to.split("%")[0].endswith("/") else fixed.rpartition("/")[0]
+            if folder:
+                folders.add(folder)
+    return sorted(folders)
 
 
 def media_sweep(*, delete: bool = False, min_age_seconds: float = 3600) -> SweepReport:
