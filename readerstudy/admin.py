@@ -5,6 +5,8 @@ Thin: rows are created only through the services (`study_build`, `study_import`,
 `study_assign_readers`, `study_set_state`); the admin pages parse a form, call one of them and
 report the result or every problem it found.
 """
+import functools
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
@@ -14,11 +16,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from jobs.models import Job
 from readerstudy.forms import AssignReadersForm, StudyBuildForm, StudyChangeForm, StudyUploadForm
 from readerstudy.models import Image, ImageSet, Response, Study, StudyItem, StudyReader
 from readerstudy.services.building import study_build
 from readerstudy.services.imagesets import image_content_type
-from readerstudy.services.imports import StudyImportError, study_import
+from readerstudy.services.imports import StudyImportError, study_import_or_queue
 from readerstudy.services.studies import StudyError, study_assign_readers, study_set_state
 
 
@@ -211,7 +214,9 @@ class StudyAdmin(admin.ModelAdmin):
         return self._make_study_view(request, StudyBuildForm, study_build, "Build a study from image sets")
 
     def upload_view(self, request: HttpRequest) -> HttpResponse:
-        return self._make_study_view(request, StudyUploadForm, study_import, "Upload a study archive")
+        # A large archive becomes an import job (the service returns the Job): followed on the job's page.
+        upload = functools.partial(study_import_or_queue, created_by=request.user)
+        return self._make_study_view(request, StudyUploadForm, upload, "Upload a study archive")
 
     def _make_study_view(self, request, form_class, service, title: str) -> HttpResponse:
         if not self.has_add_permission(request):
@@ -227,6 +232,9 @@ class StudyAdmin(admin.ModelAdmin):
                 except StudyError as exc:
                     problems = [str(exc)]
                 else:
+                    if isinstance(study, Job):
+                        self.message_user(request, f"Large archive: importing in the background (job {study.pk}).")
+                        return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[study.pk]))
                     self.message_user(
                         request, f"Study {study.name!r} created with {study.items.count()} items (draft).",
                         messages.SUCCESS,

@@ -43,6 +43,10 @@ class StudySettingsForm(forms.Form):
         regex=r"^\s*\d+\s*[xX]\s*\d+\s*$", required=False,
         help_text="WIDTHxHEIGHT of the blinded images, e.g. 128x128; empty: the most common size.",
     )
+    harmonisation = forms.ChoiceField(
+        choices=Study.Harmonisation.choices, initial=Study.Harmonisation.NONE, required=False,
+        help_text="Put every source image through the same low-level history (see the confound audit).",
+    )
 
     def study_arguments(self) -> dict:
         """Keyword arguments for `study_build` / `study_import` (after `is_valid()`)."""
@@ -56,6 +60,7 @@ class StudySettingsForm(forms.Form):
             "confidence_max": data["confidence_max"],
             "confidence_labels": [x.strip() for x in data["confidence_labels"].split(",") if x.strip()],
             "allow_revision": data["allow_revision"],
+            "harmonisation": data["harmonisation"] or Study.Harmonisation.NONE,
         }
         if data["blinded_size"]:
             kwargs["blinded_size"] = tuple(int(v) for v in data["blinded_size"].lower().split("x"))

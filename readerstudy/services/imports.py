@@ -23,7 +23,9 @@ import hashlib
 import io
 import random
 import re
+import shutil
 import tempfile
+import uuid
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable
@@ -97,14 +99,17 @@ def study_import(
     harmonisation: str = Study.Harmonisation.NONE,
     limits: ImportLimits = ImportLimits(),
     progress: Callable[[str, int, int], None] | None = None,
+    archive_name: str | None = None,
     **settings_fields,
 ) -> Study:
     """Create a draft study (and its image sets) from a zip archive, or raise `StudyImportError`.
 
-    `progress(stage, done, total)` is told how far checking and writing have got (for jobs).
+    `progress(stage, done, total)` is told how far checking and writing have got (for jobs);
+    `archive_name` names the archive in messages and provenance (default: its file name).
     """
     staging_sweep(delete=True)  # what an earlier, killed import left behind
-    archive_name = Path(archive).name if isinstance(archive, (str, Path)) else getattr(archive, "name", "") or "archive"
+    if archive_name is None:
+        archive_name = Path(archive).name if isinstance(archive, (str, Path)) else getattr(archive, "name", "") or "archive"
     archive_name = Path(str(archive_name)).name
     problems: list[str] = []
     try:
@@ -448,3 +453,80 @@ def _parse_row(*, raw: dict, line: int, first_line: dict[str, int], problems: li
         return None
     origin = {k: v for k, v in cells.items() if k not in (*REQUIRED_COLUMNS, "role") and v}
     return _Row(line, filename, truth, generator, cells["label"], ROLES[role], origin)
+
+
+# --- large uploads: a background job instead of a web request ----------------------------------------
+
+# Archives with more entries than this are imported by a job (`Job.Kind.IMPORT_STUDY`), with progress.
+BACKGROUND_ABOVE_ENTRIES = 300
+UPLOADS_DIR = "imports"  # under MEDIA_ROOT, not a file field's folder; each archive is removed after its job
+
+
+def archive_entry_count(archive) -> int:
+    """How many entries an archive lists (its central directory only); 0 if it is not a readable zip."""
+    try:
+        source, _ = _open_archive(archive)
+        with zipfile.ZipFile(source) as zf:
+            return len(zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return 0
+    finally:
+        if hasattr(archive, "seek"):
+            archive.seek(0)
+
+
+def study_import_or_queue(*, archive, created_by=None, **kwargs):
+    """`study_import` at once for a small archive (returns the Study); for a large one, store the
+    archive on disk and queue an import job (returns the Job), so that no web worker times out."""
+    if archive_entry_count(archive) <= BACKGROUND_ABOVE_ENTRIES:
+        return study_import(archive=archive, **kwargs)
+    from django.core.files.storage import default_storage
+
+    from jobs.models import Job
+    from jobs.runners import RunnerError
+    from jobs.services import JobError, job_create
+
+    if Study.objects.filter(name=kwargs.get("name")).exists():  # the quick checks before a long wait
+        raise StudyImportError([f"a study named {kwargs.get('name')!r} exists already"])
+
+    folder = Path(default_storage.location) / UPLOADS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    name = Path(str(getattr(archive, "name", "") or "archive.zip")).name
+    stored = folder / f"{uuid.uuid4().hex}.zip"
+    source, _ = _open_archive(archive)
+    if isinstance(source, str):
+        shutil.copyfile(source, stored)
+    else:
+        with open(stored, "wb") as fh:
+            shutil.copyfileobj(source, fh, 1 << 20)
+    params = {k: v for k, v in kwargs.items() if v is not None}
+    if "blinded_size" in params:
+        params["blinded_size"] = "{}x{}".format(*params["blinded_size"])
+    try:
+        return job_create(
+            kind=Job.Kind.IMPORT_STUDY, params={**params, "archive": str(stored), "archive_name": name},
+            created_by=created_by,
+        )
+    except (RunnerError, JobError) as exc:
+        stored.unlink(missing_ok=True)
+        raise StudyImportError([str(exc)]) from exc
+    except Exception:
+        stored.unlink(missing_ok=True)
+        raise
+
+
+def study_import_stored(*, archive: str, archive_name: str = "", progress=None, **kwargs) -> Study:
+    """The import job's work: import an archive stored by `study_import_or_queue` under its uploaded
+    name, then remove it. Only archives in the uploads folder are taken (and so deleted)."""
+    from django.core.files.storage import default_storage
+
+    uploads = (Path(default_storage.location) / UPLOADS_DIR).resolve()
+    path = Path(archive).resolve()
+    if path.parent != uploads:
+        raise StudyImportError([f"{archive}: not an uploaded archive (expected a file in {uploads})"])
+    if "blinded_size" in kwargs and isinstance(kwargs["blinded_size"], str):
+        kwargs["blinded_size"] = tuple(int(v) for v in kwargs["blinded_size"].lower().split("x"))
+    try:
+        return study_import(archive=path, archive_name=archive_name or None, progress=progress, **kwargs)
+    finally:
+        path.unlink(missing_ok=True)

@@ -256,3 +256,50 @@ def test_a_png_named_html_with_a_script_chunk_is_refused_by_row(_media_root):
     assert any(p.startswith("manifest.csv line 3: filename 'img/evil.html' does not end in an image extension")
                for p in problems), problems
     assert nothing_created(_media_root)
+
+
+@pytest.mark.django_db
+def test_a_large_upload_becomes_an_import_job_with_progress(_media_root, monkeypatch, django_capture_on_commit_callbacks):
+    from rest_framework.test import APIClient
+
+    import readerstudy.services.imports as imports
+    from jobs.models import Job
+    from tests.factories import make_user
+
+    monkeypatch.setattr(imports, "BACKGROUND_ABOVE_ENTRIES", 3)  # this archive has 5 entries
+    entries, manifest = valid_entries()
+    client = APIClient()
+    client.force_authenticate(make_user(staff=True))
+    small = study_archive(dict(list(entries.items())[:2]), HEADER + "img/r1.png,real,real,A\nimg/r2.jpg,synthetic,g,B\n")
+    assert client.post("/api/admin/studies/upload/", {"name": "Small", "archive": small}, format="multipart").status_code == 201
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/api/admin/studies/upload/",
+            {"name": "Big", "archive": study_archive(entries, manifest, name="big.zip"), "harmonisation": "resize"},
+            format="multipart",
+        )
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["url"] == f"/api/admin/jobs/{body['job']}/"
+    job = Job.objects.get(pk=body["job"])
+    assert job.kind == Job.Kind.IMPORT_STUDY and job.state == Job.State.SUCCEEDED, job.error
+    assert job.progress == pytest.approx(1.0)
+    study = Study.objects.get(name="Big")
+    assert job.result["study_id"] == study.pk and study.items.count() == 4
+    assert study.harmonisation == "resize" and study.provenance["archive"] == "big.zip"
+    assert not list((_media_root / imports.UPLOADS_DIR).iterdir())  # the stored archive is gone
+    # A name already taken is refused before anything is stored or queued.
+    again = client.post("/api/admin/studies/upload/", {"name": "Big", "archive": study_archive(entries, manifest)},
+                        format="multipart")
+    assert again.status_code == 400 and "exists already" in again.json()["problems"][0]
+
+
+@pytest.mark.django_db
+def test_the_import_job_takes_only_archives_from_the_uploads_folder(tmp_path):
+    from readerstudy.services.imports import study_import_stored
+
+    elsewhere = tmp_path / "precious.zip"
+    elsewhere.write_bytes(b"not yours to delete")
+    with pytest.raises(StudyImportError, match="not an uploaded archive"):
+        study_import_stored(archive=str(elsewhere), name="X")
+    assert elsewhere.exists()

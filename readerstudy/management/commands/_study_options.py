@@ -41,6 +41,8 @@ def settings_from_options(options: dict) -> dict:
     if options["allow_revision"]:
         fields["allow_revision"] = True
     kwargs = {"seed": options["seed"], "repeats": options["repeats"], **fields}
+    if options.get("harmonisation"):
+        kwargs["harmonisation"] = options["harmonisation"]
     if options["size"]:
         try:
             width, height = (int(v) for v in options["size"].lower().split("x"))
