@@ -27,7 +27,10 @@ class StudySettingsForm(forms.Form):
 
     name = forms.CharField(max_length=150)
     seed = forms.IntegerField(initial=0, help_text="Same seed, same draw and same reader orders.")
-    repeats = forms.IntegerField(min_value=0, initial=0, help_text="Main items shown a second time (consistency).")
+    repeats = forms.IntegerField(
+        min_value=0, initial=0,
+        help_text="Main items shown a second time (consistency); a repeat's file is byte-identical to its original's.",
+    )
     instructions = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}), required=False,
         initial=Study._meta.get_field("instructions").default, help_text="Shown before the first image.",

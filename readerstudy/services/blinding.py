@@ -29,6 +29,9 @@ BLINDED_MODE = "RGB"
 BLINDED_CONTENT_TYPE = "image/png"
 BLINDED_SUFFIX = ".png"
 HARMONISATIONS = ("none", "jpeg90", "resize")
+# Recorded in a study's provenance when it has repeat items: blinding is deterministic, so a repeat's
+# file equals its original's byte for byte. Acceptable because readers are told that repeats exist.
+REPEATS_NOTE = "repeat items are byte-identical to their originals (readers are told that repeats exist)"
 
 _SRGB = ImageCms.createProfile("sRGB")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -19,6 +19,7 @@ from django.db import transaction
 
 from readerstudy.models import Image, ImageSet, Study, StudyItem, Truth
 from readerstudy.services.audit import study_confound_audit
+from readerstudy.services.blinding import REPEATS_NOTE
 from readerstudy.services.studies import ItemSpec, StudyError, study_create
 from readerstudy.staging import staged_writes
 
@@ -79,6 +80,7 @@ def study_build(
         "seed": seed,
         "practice": practice,
         "repeats": repeats,
+        **({"repeats_note": REPEATS_NOTE} if repeats else {}),
     }
     with staged_writes(), transaction.atomic():  # blinded files move into place on commit
         study = study_create(

@@ -37,6 +37,7 @@ from django.db import transaction
 
 from readerstudy.models import ImageSet, Study, StudyItem, Truth
 from readerstudy.services.audit import study_confound_audit
+from readerstudy.services.blinding import REPEATS_NOTE
 from readerstudy.services.building import repeat_items
 from readerstudy.services.imagesets import (
     IMAGE_SUFFIXES,
@@ -186,7 +187,8 @@ def _create(
         items = main + repeat_items(main=main, repeats=repeats, rng=rng) + practice
         study = study_create(
             name=name, items=items, seed=seed, blinded_size=blinded_size, harmonisation=harmonisation,
-            provenance={**provenance, "repeats": repeats}, **settings_fields,
+            provenance={**provenance, "repeats": repeats, **({"repeats_note": REPEATS_NOTE} if repeats else {})},
+            **settings_fields,
         )
         study_confound_audit(study=study)
     return study

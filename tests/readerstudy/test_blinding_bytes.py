@@ -217,3 +217,36 @@ def test_served_smooth_and_noisy_items_have_equal_length_and_headers_except_date
     headers = [{k.lower(): v for k, v in r.headers.items() if k.lower() != "date"} for r in served]
     assert headers[0] == headers[1]
     assert "etag" not in headers[0] and "last-modified" not in headers[0]
+
+
+@pytest.mark.django_db
+def test_reblind_study_gives_an_old_study_one_length_and_keeps_tokens(_media_root, django_capture_on_commit_callbacks):
+    from io import StringIO
+
+    from django.core.files.base import ContentFile
+    from django.core.management import call_command
+
+    real = image_set_create(name="real", kind="real", generator="real",
+                            images=[ImageSpec(name="smooth.png", data=_encoded(_smooth()), label="A")])
+    fake = image_set_create(name="fake", kind="synthetic", generator="diffusion",
+                            images=[ImageSpec(name="noisy.png", data=_encoded(_pixels(8)), label="A")])
+    study = study_create(name="old", items=[ItemSpec(image=real.images.get()), ItemSpec(image=fake.images.get())])
+    # As such a study was made before: compressed PNGs whose lengths tell the arms apart.
+    old = {}
+    for item in study.items.select_related("image"):
+        with item.image.file.open("rb") as fh:
+            item.blinded_file.save(f"{item.token}.png", ContentFile(_encoded(PILImage.open(fh))), save=True)
+        old[item.token] = item.blinded_file.name
+    assert len({item.blinded_file.size for item in study.items.all()}) == 2
+    out = StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("reblind_study", "old", stdout=out)
+    assert f"every file {blinded_length((48, 48))} bytes" in out.getvalue()
+    items = list(study.items.all())
+    assert {item.token for item in items} == set(old)
+    assert {item.blinded_file.size for item in items} == {blinded_length((48, 48))}
+    for item in items:
+        assert item.blinded_file.name != old[item.token] and not (_media_root / old[item.token]).exists()
+        assert (_media_root / item.blinded_file.name).is_file()
+    study.refresh_from_db()
+    assert study.provenance["reblinded"] and study.confound_audit["arms"]

@@ -68,6 +68,10 @@ def test_practice_and_repeats(sets):
     for rep in repeats:
         assert rep.repeat_of.role == StudyItem.Role.MAIN and rep.image_id == rep.repeat_of.image_id
         assert rep.blinded_file.name != rep.repeat_of.blinded_file.name  # a fresh token, not the same URL
+        # ... but the same bytes, as the study's provenance records (readers are told repeats exist).
+        with rep.blinded_file.open("rb") as a, rep.repeat_of.blinded_file.open("rb") as b:
+            assert a.read() == b.read()
+    assert "byte-identical" in study.provenance["repeats_note"]
     assert study.instructions == "Look closely." and study.allow_revision
 
 
