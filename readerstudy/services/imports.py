@@ -69,6 +69,7 @@ class ImportLimits:
     # for entries above `ratio_min_bytes`.
     max_ratio: float = 100.0
     ratio_min_bytes: int = 1024 * 1024
+    max_manifest_bytes: int = 32 * 1024 * 1024
 
 
 class StudyImportError(ValueError):
@@ -251,7 +252,9 @@ def _read_archive(
             problems.append(f"{archive_name}: no {MANIFEST} at the top of the archive")
             return sha256, [], {}
         budget = [limits.max_total_bytes]
-        manifest = _read_entry(zf=zf, info=entries[prefix + MANIFEST], budget=budget, problems=problems)
+        manifest_budget = [min(limits.max_manifest_bytes, budget[0])]  # the one entry read into memory
+        manifest = _read_entry(zf=zf, info=entries[prefix + MANIFEST], budget=manifest_budget, problems=problems)
+        budget[0] -= len(manifest or b"")
         if manifest is None:
             return sha256, [], {}
         rows = _parse_manifest(data=manifest, problems=problems)

@@ -303,3 +303,43 @@ def test_the_import_job_takes_only_archives_from_the_uploads_folder(tmp_path):
     with pytest.raises(StudyImportError, match="not an uploaded archive"):
         study_import_stored(archive=str(elsewhere), name="X")
     assert elsewhere.exists()
+
+
+@pytest.mark.django_db
+def test_a_bomb_by_compression_ratio_is_refused_before_unpacking(_media_root, monkeypatch):
+    import readerstudy.services.imports as imports
+
+    unpacked = []
+    monkeypatch.setattr(imports, "_unpack_entry", lambda **kw: unpacked.append(kw["info"].filename))
+    entries, manifest = valid_entries()
+    entries["img/zeros.png"] = b"\0" * 3_000_000  # 3 MB that pack into a few kB: well within the total size
+    manifest += "img/zeros.png,real,real,A\n"
+    problems = _problems(study_archive(entries, manifest))
+    assert any(p.startswith("img/zeros.png: unpacks") and "times its packed size" in p for p in problems), problems
+    assert unpacked == [] and nothing_created(_media_root)
+
+
+class _ReadCounter(io.BufferedRandom):
+    """A file on disk that remembers the largest single read asked of it."""
+
+    largest = 0
+
+    def read(self, size=-1):
+        data = super().read(size)
+        type(self).largest = max(type(self).largest, len(data))
+        return data
+
+
+@pytest.mark.django_db
+def test_the_archive_is_streamed_never_read_whole(tmp_path, django_capture_on_commit_callbacks):
+    entries, manifest = valid_entries()
+    entries["img/big.png"] = png_bytes(9, size=800)  # 1.9 MB of noise: incompressible
+    manifest += "img/big.png,synthetic,diffusion,B\n"
+    path = tmp_path / "big.zip"
+    path.write_bytes(study_archive(entries, manifest).getvalue())
+    assert path.stat().st_size > 1_900_000
+    with open(path, "r+b") as raw, django_capture_on_commit_callbacks(execute=True):
+        study = study_import(name="Streamed", archive=_ReadCounter(raw.raw), archive_name="big.zip",
+                             blinded_size=(32, 32))
+    assert study.items.count() == 5 and study.confound_audit["arms"]  # audited at upload too
+    assert 0 < _ReadCounter.largest <= (1 << 20) + 65_536, _ReadCounter.largest
