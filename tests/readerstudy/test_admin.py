@@ -178,3 +178,19 @@ def test_file_view_sniffs_the_type_and_never_serves_a_stored_html_name_inline(st
     assert served["Content-Type"] == "application/octet-stream" and "html" not in served["Content-Type"]
     assert served["Content-Disposition"].startswith("attachment")
     assert served["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_large_upload_in_the_admin_goes_to_its_import_job(staff_client, monkeypatch, django_capture_on_commit_callbacks):
+    import readerstudy.services.imports as imports
+    from jobs.models import Job
+
+    monkeypatch.setattr(imports, "BACKGROUND_ABOVE_ENTRIES", 2)
+    files = {"a.png": png_bytes(1), "b.png": png_bytes(2)}
+    archive = study_archive(files, "filename,truth,generator,label\na.png,real,real,X\nb.png,synthetic,gan,X\n",
+                            name="upload.zip")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(reverse("admin:readerstudy_study_upload"), {**SETTINGS_POST, "name": "Bg", "archive": archive})
+    job = Job.objects.get(kind=Job.Kind.IMPORT_STUDY)
+    assert response.status_code == 302 and response["Location"] == reverse("admin:jobs_job_change", args=[job.pk])
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED and Study.objects.get(name="Bg").items.count() == 2
