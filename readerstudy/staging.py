@@ -38,7 +38,8 @@ class StagingSession:
 
 
 _session: ContextVar[StagingSession | None] = ContextVar("histosynth_staging_session", default=None)
-# Final name -> staged path of every file staged by this process and not yet moved or deleted.
+# Final absolute path -> staged path of every file staged by this process and not yet moved or deleted
+# (keyed by the absolute path, so that two media roots, as in tests, never mix).
 _pending: dict[str, Path] = {}
 
 
@@ -55,21 +56,26 @@ class StagingFileSystemStorage(FileSystemStorage):
             for chunk in content.chunks():
                 fh.write(chunk)
         session.names.append(name)
-        _pending[name] = target
+        _pending[super().path(name)] = target
         return name
 
     def path(self, name):
-        staged = _pending.get(str(name))
-        return str(staged) if staged is not None else super().path(name)
+        final = super().path(name)
+        staged = _pending.get(final)
+        return str(staged) if staged is not None else final
 
     def exists(self, name):
-        return str(name) in _pending or super().exists(name)
+        return super().path(name) in _pending or super().exists(name)
 
     def delete(self, name):
-        staged = _pending.pop(str(name), None)
+        staged = _pending.pop(super().path(name), None)
         if staged is None:
             return super().delete(name)
         staged.unlink(missing_ok=True)
+
+    def final_path(self, name) -> str:
+        """Where `name` lives once published, staged or not."""
+        return super().path(name)
 
 
 def staging_root() -> Path:
@@ -101,7 +107,7 @@ def staged_writes() -> Iterator[StagingSession]:
 
 def _publish(session: StagingSession) -> None:
     for name in session.names:
-        staged = _pending.pop(name, None)
+        staged = _pending.pop(_final_path(name), None)
         if staged is not None and staged.exists():
             publish_file(staged=staged, name=name)
     shutil.rmtree(session.root, ignore_errors=True)
@@ -109,14 +115,19 @@ def _publish(session: StagingSession) -> None:
 
 def publish_file(*, staged: Path, name: str) -> None:
     """Move one staged file to its final place under MEDIA_ROOT (an atomic rename on one file system)."""
-    final = Path(default_storage.path(name))
+    final = Path(_final_path(name))
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, final)
 
 
+def _final_path(name: str) -> str:
+    final_path = getattr(default_storage, "final_path", None)
+    return final_path(name) if final_path is not None else default_storage.path(name)
+
+
 def _discard(session: StagingSession) -> None:
     for name in session.names:
-        _pending.pop(name, None)
+        _pending.pop(_final_path(name), None)
     shutil.rmtree(session.root, ignore_errors=True)
 
 
