@@ -144,9 +144,11 @@ def test_build_study_command(sets):
     call_command(
         "build_study", "--name", "cli", "--real", f"{real.name}:8", "--synthetic", f"{diff.name}:4",
         "--synthetic", f"{gan.pk}:4", "--practice", "2", "--repeats", "2", "--seed", "9", "--open",
-        "--confidence-labels", "no idea,guess,sure", "--confidence-max", "3", "--size", "16x16", stdout=out,
+        "--confidence-labels", "no idea,guess,sure", "--confidence-max", "3", "--size", "16x16",
+        "--harmonisation", "jpeg90", stdout=out,
     )
     study = Study.objects.get(name="cli")
+    assert study.harmonisation == "jpeg90" and study.confound_audit["harmonisation"] == "jpeg90"
     assert study.state == Study.State.OPEN and study.confidence_labels == ["no idea", "guess", "sure"]
     assert study.items.count() == 16 + 2 + 2 and study.provenance["blinded_size"] == [16, 16]
     assert "built study 'cli'" in out.getvalue()

@@ -88,6 +88,13 @@ def test_abandoned_staging_is_rolled_forward_when_committed_and_back_otherwise(_
     assert (_media_root / committed).read_bytes() == data
 
 
+def test_the_sweep_is_on_celery_beats_schedule():
+    from config.celery import app
+
+    entry = app.conf.beat_schedule["readerstudy-media-sweep"]
+    assert entry["task"] == media_sweep_task.name and entry["schedule"] > 0
+
+
 @pytest.mark.django_db
 def test_the_next_import_sweeps_what_a_killed_one_left(_media_root):
     from readerstudy.services.imports import study_import
