@@ -345,6 +345,19 @@ def run_build_study(params: dict, reporter) -> dict:
     return {"study_id": study.pk, "study": study.name, "items": study.items.count(), "state": study.state}
 
 
+def run_import_study(params: dict, reporter) -> dict:
+    from readerstudy.services.imports import study_import_stored
+
+    reporter.progress(0.0, f"importing {params.get('archive_name') or 'the archive'} as {params['name']}", force=True)
+
+    def progress(stage: str, done: int, total: int) -> None:  # checking is the first half, writing the second
+        reporter.progress((0.5 if stage == "written" else 0.0) + 0.5 * done / max(1, total), f"{stage}: {done}/{total}")
+
+    study = study_import_stored(**params, progress=progress)
+    return {"study_id": study.pk, "study": study.name, "items": study.items.count(),
+            "confound_warnings": study.confound_audit.get("warnings", [])}
+
+
 def _as_dict(result: Any, **extra) -> dict:
     if hasattr(result, "to_dict"):
         result = result.to_dict()
@@ -470,6 +483,23 @@ RUNNERS: dict[str, Runner] = {
             Param("repeats", int, help="main items shown a second time to measure consistency"),
             Param("readers", list, kind="users", help="users to assign as readers"),
             Param("open", bool, default=False, label="Open at once", help="open the study to its readers at once"),
+            _SEED,
+        ),
+    ),
+    Job.Kind.IMPORT_STUDY: Runner(
+        Job.Kind.IMPORT_STUDY, run_import_study,
+        help="Import a study from an uploaded zip archive stored on the server (large uploads run as this job).",
+        params=(
+            Param("name", required=True, help="study name"),
+            Param("archive", required=True, help="path of the stored zip archive (removed when the job ends)"),
+            Param("archive_name", help="the archive's uploaded file name"),
+            Param("repeats", int, help="main items shown a second time to measure consistency"),
+            Param("blinded_size", help="WIDTHxHEIGHT of the blinded images (default: the most common size)"),
+            Param("harmonisation", help="none, jpeg90 or resize", choices=("none", "jpeg90", "resize")),
+            Param("instructions", help="text shown before the first image"),
+            Param("confidence_min", int), Param("confidence_max", int),
+            Param("confidence_labels", list, help="labels of the confidence levels, lowest first"),
+            Param("allow_revision", bool, help="readers may change an answer"),
             _SEED,
         ),
     ),

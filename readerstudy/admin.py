@@ -6,7 +6,7 @@ Thin: rows are created only through the services (`study_build`, `study_import`,
 `study_assign_readers`, `study_set_state`); the admin pages parse a form, call one of them and
 report the result or every problem it found.
 """
-import mimetypes
+import functools
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -18,12 +18,14 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from jobs.models import Job
 from readerstudy.forms import AssignReadersForm, StudyBuildForm, StudyChangeForm, StudyUploadForm
 from readerstudy.models import Image, ImageSet, ItemFlag, Response, Study, StudyItem, StudyReader
 from readerstudy.selectors import reader_label, study_reader_progress
 from readerstudy.services.reader_answers import study_reader_answers_remove
 from readerstudy.services.building import study_build
-from readerstudy.services.imports import StudyImportError, study_import
+from readerstudy.services.imagesets import image_content_type
+from readerstudy.services.imports import StudyImportError, study_import_or_queue
 from readerstudy.services.studies import StudyError, study_assign_readers, study_set_state
 
 admin.site.site_header = "HistoSynth administration"
@@ -87,9 +89,15 @@ class ImageAdmin(admin.ModelAdmin):
         image = get_object_or_404(Image, pk=image_id)
         if not self.has_view_permission(request, image):
             raise PermissionDenied
-        content_type = mimetypes.guess_type(image.file.name)[0] or "application/octet-stream"
-        response = FileResponse(image.file.open("rb"), content_type=content_type)
+        # The type is sniffed from the bytes, never taken from the name: only a verified image is shown
+        # inline, anything else (say, a PNG stored as `.html`) is a download the browser must not run.
+        content_type = image_content_type(image.file)
+        response = FileResponse(
+            image.file.open("rb"), content_type=content_type or "application/octet-stream",
+            as_attachment=content_type is None, filename=f"image-{image.pk}.bin" if content_type is None else None,
+        )
         response["Cache-Control"] = "private, no-store"
+        response["X-Content-Type-Options"] = "nosniff"
         return response
 
     @admin.display(description="sha256")
@@ -237,7 +245,9 @@ class StudyAdmin(admin.ModelAdmin):
         return self._make_study_view(request, StudyBuildForm, study_build, "Build a study from image sets")
 
     def upload_view(self, request: HttpRequest) -> HttpResponse:
-        return self._make_study_view(request, StudyUploadForm, study_import, "Upload a study archive")
+        # A large archive becomes an import job (the service returns the Job): followed on the job's page.
+        upload = functools.partial(study_import_or_queue, created_by=request.user)
+        return self._make_study_view(request, StudyUploadForm, upload, "Upload a study archive")
 
     def _make_study_view(self, request, form_class, service, title: str) -> HttpResponse:
         if not self.has_add_permission(request):
@@ -253,6 +263,9 @@ class StudyAdmin(admin.ModelAdmin):
                 except StudyError as exc:
                     problems = [str(exc)]
                 else:
+                    if isinstance(study, Job):
+                        self.message_user(request, f"Large archive: importing in the background (job {study.pk}).")
+                        return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[study.pk]))
                     self.message_user(
                         request, f"Study {study.name!r} created with {study.items.count()} items (draft).",
                         messages.SUCCESS,

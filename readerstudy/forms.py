@@ -27,7 +27,10 @@ class StudySettingsForm(forms.Form):
 
     name = forms.CharField(max_length=150)
     seed = forms.IntegerField(initial=0, help_text="Same seed, same draw and same reader orders.")
-    repeats = forms.IntegerField(min_value=0, initial=0, help_text="Main items shown a second time (consistency).")
+    repeats = forms.IntegerField(
+        min_value=0, initial=0,
+        help_text="Main items shown a second time (consistency); a repeat's file is byte-identical to its original's.",
+    )
     instructions = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}), required=False,
         initial=Study._meta.get_field("instructions").default, help_text="Shown before the first image.",
@@ -43,6 +46,10 @@ class StudySettingsForm(forms.Form):
         regex=r"^\s*\d+\s*[xX]\s*\d+\s*$", required=False,
         help_text="WIDTHxHEIGHT of the blinded images, e.g. 128x128; empty: the most common size.",
     )
+    harmonisation = forms.ChoiceField(
+        choices=Study.Harmonisation.choices, initial=Study.Harmonisation.NONE, required=False,
+        help_text="Put every source image through the same low-level history (see the confound audit).",
+    )
 
     def study_arguments(self) -> dict:
         """Keyword arguments for `study_build` / `study_import` (after `is_valid()`)."""
@@ -56,6 +63,7 @@ class StudySettingsForm(forms.Form):
             "confidence_max": data["confidence_max"],
             "confidence_labels": [x.strip() for x in data["confidence_labels"].split(",") if x.strip()],
             "allow_revision": data["allow_revision"],
+            "harmonisation": data["harmonisation"] or Study.Harmonisation.NONE,
         }
         if data["blinded_size"]:
             kwargs["blinded_size"] = tuple(int(v) for v in data["blinded_size"].lower().split("x"))

@@ -19,6 +19,8 @@ from django.utils.text import slugify
 from evaluation.models import MetricResult
 from readerstudy import exports, stats
 from readerstudy.models import ImageSet, ItemFlag, Response, Study, StudyItem, StudyReader
+from readerstudy.models import ImageSet, Response, Study, StudyItem, StudyReader
+from readerstudy.services.audit import confound_audit_meta
 
 METRIC_KEYS = ["fid", "sfid", "is_mean", "is_std", "precision", "recall", "kid_mean", "kid_std", "density", "coverage"]
 EXPORT_COLUMNS = [
@@ -111,6 +113,7 @@ def study_summary(
     tables = dict(tables)
     tables["metrics"] = study_generator_metrics(study=study)
     tables["generators"] = generator_comparison(per_generator=tables["per_generator"], metrics=tables["metrics"])
+    tables["meta"] = pd.concat([tables["meta"], confound_audit_meta(audit=study.confound_audit)], ignore_index=True)
     return tables
 
 

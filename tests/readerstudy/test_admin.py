@@ -281,3 +281,54 @@ def test_flags_are_listed_for_staff_by_study_and_reader(staff_client):
     other = make_study(name="Epsilon", readers=[alice])
     html = staff_client.get(url, {"reader": other.assignments.get().pk}).content.decode()
     assert "out of focus" not in html
+def _png_with_script() -> bytes:
+    import io
+
+    from PIL import Image as PILImage
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "<script>alert(document.cookie)</script>")
+    out = io.BytesIO()
+    PILImage.new("RGB", (8, 8), (200, 10, 10)).save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def test_file_view_sniffs_the_type_and_never_serves_a_stored_html_name_inline(staff_client):
+    # A row stored before the import refused such names: a valid PNG kept as `.html`, and an HTML page.
+    from django.core.files.base import ContentFile
+
+    image_set = make_image_set(n=1)
+    png_as_html = Image.objects.create(
+        image_set=image_set, original_name="x.html", sha256="0" * 64, width=8, height=8, format="PNG",
+        file=ContentFile(_png_with_script(), name="legacy.html"),
+    )
+    page = Image.objects.create(
+        image_set=image_set, original_name="y.html", sha256="1" * 64, width=8, height=8, format="PNG",
+        file=ContentFile(b"<html><script>alert(1)</script></html>", name="page.html"),
+    )
+    served = staff_client.get(reverse("admin:readerstudy_image_file", args=[png_as_html.pk]))
+    assert served.status_code == 200 and served["Content-Type"] == "image/png"
+    assert served["X-Content-Type-Options"] == "nosniff"
+    assert b"".join(served.streaming_content) == _png_with_script()
+    served = staff_client.get(reverse("admin:readerstudy_image_file", args=[page.pk]))
+    assert served.status_code == 200
+    assert served["Content-Type"] == "application/octet-stream" and "html" not in served["Content-Type"]
+    assert served["Content-Disposition"].startswith("attachment")
+    assert served["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_large_upload_in_the_admin_goes_to_its_import_job(staff_client, monkeypatch, django_capture_on_commit_callbacks):
+    import readerstudy.services.imports as imports
+    from jobs.models import Job
+
+    monkeypatch.setattr(imports, "BACKGROUND_ABOVE_ENTRIES", 2)
+    files = {"a.png": png_bytes(1), "b.png": png_bytes(2)}
+    archive = study_archive(files, "filename,truth,generator,label\na.png,real,real,X\nb.png,synthetic,gan,X\n",
+                            name="upload.zip")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(reverse("admin:readerstudy_study_upload"), {**SETTINGS_POST, "name": "Bg", "archive": archive})
+    job = Job.objects.get(kind=Job.Kind.IMPORT_STUDY)
+    assert response.status_code == 302 and response["Location"] == reverse("admin:jobs_job_change", args=[job.pk])
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED and Study.objects.get(name="Bg").items.count() == 2
