@@ -61,7 +61,8 @@ def diffusion_reference(data: Path, ckpt: dict, *, seed: int, steps: int, world_
             t, noise, y = diffusion.draw(x0, labels, step_generator(seed, step, rank, stream=2))
             terms = diffusion.training_losses(model, x0, y, drawn=(t, noise, y))
             (terms.loss.sum() / local / used).backward()  # the mean over ranks of each rank's mean
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         ema.update(model)
     return model, ema.shadow
