@@ -124,6 +124,8 @@ def preset_config(name: str, **overrides) -> DiffusionConfig:
         # one level per halving down to 16 px, 2x channels only at the last: stays under 2 M parameters
         levels = max(2, (size // 16).bit_length())
         overrides["channel_mult"] = tuple([1] * (levels - 1) + [2])
+    if "batch_size" in overrides and "micro_batch" not in overrides and cfg.micro_batch > overrides["batch_size"]:
+        overrides["micro_batch"] = overrides["batch_size"]  # the preset's micro-batch is a ceiling
     if name != "tiny" and size != cfg.image_size and "channel_mult" not in overrides:
         raise ConfigError(f"preset {name!r} is built for {cfg.image_size} px images, got {size} px; use --preset tiny "
                           "for other sizes")
