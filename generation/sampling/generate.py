@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import inspect
 import json
 import os
 import shutil
@@ -63,12 +64,12 @@ def generator_load(ckpt: dict, *, device: torch.device, use_ema: bool = True, bf
     if kind not in _REGISTRY:
         raise GenerateError(f"{ckpt.get('path', 'checkpoint')}: no generator registered for kind {kind!r} "
                             f"(known: {', '.join(sorted(_REGISTRY))})")
-    if bf16 is None:
-        return _REGISTRY[kind](ckpt, device=device, use_ema=use_ema)
-    try:
-        return _REGISTRY[kind](ckpt, device=device, use_ema=use_ema, bf16=bf16)
-    except TypeError as exc:
-        raise GenerateError(f"{kind} checkpoints take no bf16 option ({exc})") from exc
+    loader = _REGISTRY[kind]
+    if "bf16" in inspect.signature(loader).parameters:
+        return loader(ckpt, device=device, use_ema=use_ema, bf16=bf16)
+    if bf16:
+        raise GenerateError(f"{kind} checkpoints take no bf16 option")
+    return loader(ckpt, device=device, use_ema=use_ema)  # float32 anyway
 
 
 @dataclass
