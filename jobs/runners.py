@@ -6,12 +6,8 @@ and ProGAN trainers, sampling, patch extraction, the metrics and the study build
 modules are imported inside the runner, so that a module missing from a build gives the job a
 clear error ("... is not available in this installation") instead of breaking the import of jobs.
 """
-import csv
-import ctypes
 import dataclasses
 import inspect
-import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,70 +172,12 @@ def call_with_supported(fn: Callable, kwargs: dict, reporter=None) -> Any:
     return fn(**kwargs)
 
 
-class MetricsWatcher:
-    """Progress for a function that takes no progress callback: follows its metrics log.
-
-    A thread reads the last row of `path` (CSV or JSON lines with a `step` column) every
-    `interval` seconds and reports `step / total` with a heartbeat. When a cancel is asked it raises
-    `Cancelled` inside the working thread (at its next Python instruction), so such a function
-    can be cancelled too.
-    """
-
-    def __init__(self, reporter, path: Path, *, total: int, what: str = "step", interval: float = 2.0):
-        self.reporter, self.path, self.total, self.what, self.interval = reporter, Path(path), total, what, interval
-        self._stop = threading.Event()
-        self._target = threading.get_ident()
-        self._thread = threading.Thread(target=self._watch, daemon=True, name="job-metrics-watcher")
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=10)
-        return False
-
-    def _last_row(self) -> dict | None:
-        try:
-            text = self.path.read_text()
-        except OSError:
-            return None
-        lines = [line for line in text.splitlines() if line.strip()]
-        if not lines:
-            return None
-        if self.path.suffix == ".jsonl":
-            try:
-                return json.loads(lines[-1])
-            except ValueError:
-                return None
-        rows = list(csv.DictReader(lines[:1] + lines[-1:]))
-        return rows[-1] if rows else None
-
-    def _watch(self) -> None:
-        from django.db import connection
-
-        from jobs.services import Cancelled
-
-        try:
-            while not self._stop.wait(self.interval):
-                row = self._last_row() or {}
-                try:
-                    step = int(float(row.get("step", 0)))
-                except (TypeError, ValueError):
-                    step = 0
-                loss = row.get("loss")
-                message = f"{self.what} {step}/{self.total}" + (f", loss {float(loss):.4g}" if loss else "")
-                try:
-                    self.reporter.progress(step / max(1, self.total), message, force=True)
-                except Cancelled:
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._target), ctypes.py_object(Cancelled))
-                    return
-        finally:
-            connection.close()  # this thread's own database connection
-
-
 # --- the runners: each imports its owner's code lazily --------------------------------------------
+
+
+def _stopped_on_request(reporter) -> None:
+    """After a function stopped because its progress callback returned False: end the job as cancelled."""
+    reporter.check_cancelled()
 
 
 def run_train_diffusion(params: dict, reporter) -> dict:
@@ -252,10 +190,11 @@ def run_train_diffusion(params: dict, reporter) -> dict:
     overrides = {k: params.pop(k) for k in ("batch_size", "lr", "ema_decay") if k in params}
     config = preset_config(params.pop("preset", "tiny"), **overrides)
     steps = params.get("steps", TrainOptions.steps)
-    options = TrainOptions(data=Path(params.pop("data")), out=Path(params.pop("out")), progress=False, **params)
+    options = TrainOptions(data=Path(params.pop("data")), out=Path(params.pop("out")), progress=False,
+                           on_progress=reporter.on_progress("step"), **params)
     reporter.progress(0.0, f"training diffusion model ({config.preset}, {steps} steps)", force=True)
-    with MetricsWatcher(reporter, options.out / f"metrics.{options.metrics_format}", total=steps, what="step"):
-        checkpoint = train(config, options)
+    checkpoint = train(config, options)
+    _stopped_on_request(reporter)  # a cancel stops training at the next step, checkpoint written
     return {"checkpoint": str(checkpoint), "out": str(options.out), "steps": steps}
 
 
@@ -265,7 +204,8 @@ def run_train_progan(params: dict, reporter) -> dict:
     except ImportError as exc:
         raise _missing("ProGAN training (generation.progan.train.train_progan)", exc) from exc
     reporter.progress(0.0, f"training ProGAN ({params.get('preset', 'default preset')})", force=True)
-    result = call_with_supported(train_progan, params, reporter)
+    result = call_with_supported(train_progan, {**params, "progress": False, "on_progress": reporter.on_progress("step")})
+    _stopped_on_request(reporter)
     return _as_dict(result, out=params.get("out"))
 
 
@@ -273,13 +213,19 @@ def run_generate_images(params: dict, reporter) -> dict:
     try:
         from generation.sampling.generate import GenerateRequest, generate
         from generation.services.sampling import sampled_image_set_register
+        from generation.training.progress import StopRequested
     except ImportError as exc:
         raise _missing("image generation (generation.sampling.generate)", exc) from exc
     params = dict(params)
     name = params.pop("name", None)
-    request = GenerateRequest(checkpoint=Path(params.pop("checkpoint")), out=Path(params.pop("out")), **params)
+    request = GenerateRequest(checkpoint=Path(params.pop("checkpoint")), out=Path(params.pop("out")),
+                              on_progress=reporter.on_progress("image", end=0.9), **params)
     reporter.progress(0.0, f"generating images from {request.checkpoint}", force=True)
-    result = generate(request)
+    try:
+        result = generate(request)
+    except StopRequested:
+        _stopped_on_request(reporter)
+        raise
     reporter.progress(0.9, f"{result.count} images written to {result.out}", force=True)
     out = {"out": str(result.out), "count": result.count, "npz": str(result.npz)}
     if name:
@@ -304,9 +250,12 @@ def run_extract_patches(params: dict, reporter) -> dict:
         annotations_dir=Path(p["annotations"]) if p.get("annotations") else None, sampling=sampling,
         stain=p.get("stain"), stain_reference=Path(p["stain_reference"]) if p.get("stain_reference") else None,
         split=parse_fractions(p.get("split", "0.8,0.1,0.1")), workers=p.get("workers", 1), progress=False,
+        on_progress=reporter.on_progress("slide", end=0.95),
     )
     reporter.progress(0.0, f"extracting patches from {config.slides_dir}", force=True)
     result = run_extraction(config)
+    if result.stopped:
+        _stopped_on_request(reporter)  # the slides done are kept: launch again with the same out to go on
     for report in result.failed:
         reporter.log(f"FAILED {report['slide_id']}: {report['error']}")
     out = {"out": str(config.out_dir), "patches": result.n_patches, "failed_slides": [r["slide_id"] for r in result.failed],

@@ -98,6 +98,22 @@ class JobReporter:
         """Say the worker is alive (and learn whether a cancel was asked) without changing progress."""
         self._flush(force=False)
 
+    def on_progress(self, what: str = "step", *, start: float = 0.0, end: float = 1.0):
+        """A `generation.training.progress` callback `(step, total, metrics) -> bool`: reports
+        `what step/total` (and the loss) between `start` and `end`, and returns False once a cancel was
+        asked, so the function stops cleanly at its next step (a trainer writes its checkpoint first)."""
+
+        def callback(step: int, total: int, metrics: dict) -> bool:
+            loss = metrics.get("loss")
+            message = f"{what} {step}/{total}" + (f", loss {float(loss):.4g}" if loss is not None else "")
+            try:
+                self.progress(start + (end - start) * step / max(1, total), message)
+            except Cancelled:
+                return False
+            return True
+
+        return callback
+
     def check_cancelled(self) -> None:
         """Raise `Cancelled` at once if a cancel was asked, whatever the write interval."""
         if Job.objects.filter(pk=self.job_pk, cancel_requested=True).exists():
