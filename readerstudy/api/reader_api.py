@@ -2,7 +2,8 @@
 
 - `GET  studies/`: the studies assigned to the user, with progress;
 - `GET  studies/<id>/next/`: the next item (token, image URL, position, total, practice flag), or done;
-- `POST studies/<id>/responses/`: `item`, `answer`, `confidence`, `client_id` -> the stored answer
+- `POST studies/<id>/responses/`: `item`, `answer`, `confidence`, `client_id` (and optionally
+  `active_seconds`, the page's reading time with the clock stopped while hidden) -> the stored answer
   (201 when new, 200 for a repeat of the same `client_id` or a revision), with feedback for a
   practice item; with `include_next: true` also `next`, the body GET next/ would answer now (or
   null after a practice item or once the study is closed), so the page needs one request per answer.
@@ -102,7 +103,8 @@ class ReaderResponseApi(APIView):
         try:
             v = data.validated_data
             kwargs = dict(
-                item_token=v["item"], answer=v["answer"], confidence=v["confidence"], client_id=v["client_id"]
+                item_token=v["item"], answer=v["answer"], confidence=v["confidence"], client_id=v["client_id"],
+                active_seconds=v["active_seconds"],
             )
             if v["include_next"]:
                 result, nxt = response_services.response_submit_and_next(assignment=assignment, **kwargs)

@@ -17,6 +17,9 @@ class ResponseInputSerializer(serializers.Serializer):
     # The scale is the study's; `response_submit` checks the range and names it in its error.
     confidence = serializers.IntegerField()
     client_id = serializers.UUIDField()
+    # The page's reading time with the clock stopped while the tab was hidden (optional); the
+    # service caps it by the server's own reading time.
+    active_seconds = serializers.FloatField(required=False, allow_null=True, min_value=0, default=None)
     # Opt-in: answer with the next item too (served and recorded as shown now), saving the page a
     # GET next/ per answer. Left out after a practice item (feedback first) and when the study closed.
     include_next = serializers.BooleanField(required=False, default=False)
