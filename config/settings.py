@@ -53,8 +53,8 @@ else:
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    # Off only for the demo server, which serves plain http on the loopback (jobs.demo.demo_server_env).
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our static files: the docs work offline
     "readerstudy",
     "generation",
     "evaluation",
@@ -169,6 +170,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Reader-study, image-set, metric and job API of the HistoSynth reader-study application.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs pages are for staff only; their assets are local (no CDN).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No call to the public validator at swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # One name for each choice set used by several models (answer/truth/kind, study state).
     "ENUM_NAME_OVERRIDES": {
         "TruthEnum": "readerstudy.models.Truth",
@@ -192,6 +200,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+
+# Eager jobs (no broker) launched from a page run in a thread of the server, not in the request (the demo).
+JOBS_EAGER_IN_THREAD = env_bool("HISTOSYNTH_JOBS_EAGER_IN_THREAD", False)
 
 # Inception-v3 FID weights: a local file, never downloaded at run time (see evaluation/).
 INCEPTION_WEIGHTS = Path(os.environ.get("INCEPTION_WEIGHTS", VAR_DIR / "weights" / "pt_inception-2015-12-05-6726825d.pth"))
