@@ -143,6 +143,15 @@ STORAGES = {
         )
     },
 }
+# Blinded images: bytes kept per process (readerstudy.blinded_images), or handed to the front server
+# with READER_IMAGE_SENDFILE = "x-accel-redirect" (nginx) or "x-sendfile" (Apache).
+READER_IMAGE_CACHE_BYTES = int(os.environ.get("READER_IMAGE_CACHE_BYTES", 64 * 1024 * 1024))
+READER_IMAGE_SENDFILE = os.environ.get("READER_IMAGE_SENDFILE", "")
+READER_IMAGE_ACCEL_PREFIX = os.environ.get("READER_IMAGE_ACCEL_PREFIX", "/protected-media/")
+if READER_IMAGE_SENDFILE not in ("", "x-accel-redirect", "x-sendfile"):
+    raise ImproperlyConfigured(
+        f"READER_IMAGE_SENDFILE={READER_IMAGE_SENDFILE!r}: expected x-accel-redirect, x-sendfile or nothing"
+    )
 # Study archives may hold a few hundred images; the importer enforces its own limits.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
