@@ -22,9 +22,10 @@ from readerstudy import selectors
 from readerstudy.api.reader_serializers import (
     NextItemSerializer,
     ResponseInputSerializer,
-    StoredResponseSerializer,
     StoredResponseWithNextSerializer,
     StudySummarySerializer,
+    next_item_body,
+    stored_response_body,
 )
 from readerstudy.models import StudyItem
 from readerstudy.services import responses as response_services
@@ -74,7 +75,7 @@ class ReaderNextItemApi(APIView):
             nxt = response_services.reader_next_item(assignment=assignment, study=assignment.study)
         except response_services.ResponseError as exc:
             return _refusal(exc)
-        return ApiResponse(NextItemSerializer(nxt).data)
+        return ApiResponse(next_item_body(nxt))
 
 
 class ReaderResponseApi(APIView):
@@ -111,15 +112,15 @@ class ReaderResponseApi(APIView):
             else:
                 result, nxt = response_services.response_submit(assignment=assignment, **kwargs), None
         except response_services.AlreadyAnsweredError as exc:
-            body = {"detail": str(exc), "code": exc.code, "response": StoredResponseSerializer(exc.response).data}
+            body = {"detail": str(exc), "code": exc.code, "response": stored_response_body(exc.response)}
             return ApiResponse(body, status=status.HTTP_409_CONFLICT)
         except response_services.ResponseError as exc:
             return _refusal(exc)
-        body = StoredResponseSerializer(result.response).data
+        body = stored_response_body(result.response)
         item = result.response.item
         if item.role == StudyItem.Role.PRACTICE:
             # Practice items teach: after answering, the reader learns the truth (never for the study proper).
             body["feedback"] = {"truth": item.truth, "correct": result.response.answer == item.truth}
         if v["include_next"]:
-            body["next"] = NextItemSerializer(nxt).data if nxt is not None else None
+            body["next"] = next_item_body(nxt) if nxt is not None else None
         return ApiResponse(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)

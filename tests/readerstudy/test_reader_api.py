@@ -436,3 +436,32 @@ def test_answers_may_carry_the_pages_active_reading_time(value, status):
         assert Response.objects.get().active_seconds == value
     else:
         assert "active_seconds" in resp.json()["fields"] and not Response.objects.exists()
+
+
+def test_the_answer_paths_plain_bodies_are_what_the_documented_serializers_give():
+    """The answer path builds its JSON without serializers (capacity); the schema documents it with
+    them: both must agree, for an item with a following one, the last item, done, and a revision."""
+    from readerstudy.api.reader_serializers import (
+        NextItemSerializer,
+        StoredResponseSerializer,
+        next_item_body,
+        stored_response_body,
+    )
+
+    reader = make_user()
+    study = make_study(n_real=1, n_synthetic=1, readers=[reader], allow_revision=True)
+    assignment = study.assignments.get()
+    while True:
+        nxt = response_services.reader_next_item(assignment=assignment)
+        assert next_item_body(nxt) == NextItemSerializer(nxt).data
+        if nxt.done:
+            break
+        result = response_services.response_submit(
+            assignment=assignment, item_token=nxt.item.token, answer="real", confidence=2, client_id=uuid.uuid4()
+        )
+        assert stored_response_body(result.response) == StoredResponseSerializer(result.response).data
+    revised = response_services.response_submit(
+        assignment=assignment, item_token=result.response.item.token, answer="synthetic", confidence=5, client_id=uuid.uuid4(),
+    )
+    assert revised.revised
+    assert stored_response_body(revised.response) == StoredResponseSerializer(revised.response).data
