@@ -461,7 +461,8 @@ def test_the_answer_paths_plain_bodies_are_what_the_documented_serializers_give(
         )
         assert stored_response_body(result.response) == StoredResponseSerializer(result.response).data
     revised = response_services.response_submit(
-        assignment=assignment, item_token=result.response.item.token, answer="synthetic", confidence=5, client_id=uuid.uuid4(),
+        assignment=assignment, item_token=result.response.item.token, answer="synthetic", confidence=5,
+        client_id=uuid.uuid4(),
     )
     assert revised.revised
     assert stored_response_body(revised.response) == StoredResponseSerializer(revised.response).data
