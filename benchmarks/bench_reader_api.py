@@ -4,7 +4,7 @@ and PostgreSQL on 127.0.0.1 (the figure of issue 3: p95 latency per answer, requ
     .venv/bin/python benchmarks/bench_reader_api.py                      # closed loop: think 0
     .venv/bin/python benchmarks/bench_reader_api.py --think 3 --items 20  # readers look ~3 s per image
 
-It (re)creates the database `histosynth_bench` on the PostgreSQL server of `--postgres`
+It creates the database `histosynth_bench_<pid>` on the PostgreSQL server of `--postgres`
 (default: $BENCH_POSTGRES_URL or postgres://postgres@127.0.0.1:5432), migrates it, makes a study of
 `--items` blinded 128 px images (half real, half synthetic), `--readers` reader accounts assigned
 to it, and starts gunicorn in production mode (DEBUG off) on a free loopback port.
@@ -50,7 +50,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DB_NAME = "histosynth_bench"
+# One database per run: several people may benchmark on one PostgreSQL server at once.
+DB_NAME = f"histosynth_bench_{os.getpid()}"
 
 
 def free_port() -> int:
@@ -200,6 +201,23 @@ class Reader(threading.Thread):
             self.timings["wait"].append(time.perf_counter() - started)
 
 
+def process_tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process `root` and its children (gunicorn's master and workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        if pid == root or ppid == root:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
@@ -254,12 +272,14 @@ def main() -> None:
             readers = [Reader(base, study_id, f"bench{i:03d}", password, i, barrier, args.think, args.protocol, ramp)
                        for i in range(args.readers)]
             load_before = os.getloadavg()
+            cpu_before = process_tree_cpu_seconds(gunicorn.pid)
             for r in readers:
                 r.start()
             for r in readers:
                 r.join()
             seconds = time.perf_counter() - clock[0] if clock else float("nan")
             load_after = os.getloadavg()
+            cpu_after = process_tree_cpu_seconds(gunicorn.pid)
         finally:
             if gunicorn is not None:
                 gunicorn.terminate()
@@ -292,6 +312,13 @@ def main() -> None:
             print(f"{label:<44}{len(values):>7}{1000 * statistics.median(values):>9.1f}"
                   f"{1000 * percentile(values, 95):>9.1f}{1000 * percentile(values, 99):>9.1f}")
     print(f"throughput: {answers / seconds:.1f} answers/s, {requests_done / seconds:.1f} requests/s")
+    if answers:
+        # CPU the server spent per answer (its requests included): unlike throughput, barely moved by
+        # other work on a shared machine. cores / this is the capacity of the app alone on idle cores
+        # (PostgreSQL's own CPU and the load generator's come on top).
+        per_answer = (cpu_after - cpu_before) / answers
+        print(f"gunicorn CPU per answer (with its image and next/ requests): {1000 * per_answer:.2f} ms; "
+              f"app-only capacity on {os.cpu_count()} idle cores: {os.cpu_count() / per_answer:.0f} answers/s")
     if errors:
         print(f"{len(errors)} errors, first: {errors[:3]}")
         sys.exit(1)

@@ -122,8 +122,18 @@ class StudyUploadForm(StudySettingsForm):
         return {**super().study_arguments(), "archive": self.cleaned_data["archive"]}
 
 
+class UserChoiceField(forms.ModelMultipleChoiceField):
+    def _check_values(self, value):
+        # An id beyond the database's integer range would overflow the driver (a 500): refuse it first.
+        for pk in value if isinstance(value, (list, tuple)) else ():
+            if str(pk).isdigit() and int(str(pk)[:30]) > 2**63 - 1:
+                raise forms.ValidationError(self.error_messages["invalid_pk_value"], code="invalid_pk_value",
+                                            params={"pk": str(pk)[:30]})
+        return super()._check_values(value)
+
+
 class AssignReadersForm(forms.Form):
-    users = forms.ModelMultipleChoiceField(
+    users = UserChoiceField(
         queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
         widget=FilteredSelectMultiple("readers", is_stacked=False),
     )

@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, IntegerField, QuerySet, Value
+from django.db.models import Count, F, IntegerField, Q, QuerySet, Value
 from django.urls import reverse
 
 from readerstudy.models import Presentation, Response, Study, StudyItem, StudyReader
@@ -28,6 +28,8 @@ def reader_assignment_get(*, user: AbstractBaseUser, study_id: int) -> StudyRead
     return (
         StudyReader.objects.filter(user=user, study_id=study_id, study__state__in=READER_VISIBLE_STATES)
         .select_related("study")
+        # Staff-only JSON, possibly large, that no reader page or answer needs: not decoded per request.
+        .defer("study__confound_audit", "study__provenance")
         .first()
     )
 
@@ -54,7 +56,8 @@ def assignment_progress(*, assignment: StudyReader) -> AssignmentProgress:
     """The reader's progress and next item, following their own fixed `item_order`.
 
     Two queries whatever the study's size: the reader's answered and shown items together (one
-    UNION), and the token and role of the items in their order.
+    UNION of id/time pairs), then the next and following items with the study's practice items (the
+    only ones whose role matters for the count), so no request loads every item of a large study.
     """
     order = list(assignment.item_order)
     answered_ids: set[int] = set()
@@ -66,9 +69,15 @@ def assignment_progress(*, assignment: StudyReader) -> AssignmentProgress:
             shown_at[item_id] = at
     next_index = next((i for i, pk in enumerate(order) if pk not in answered_ids), None)
     answered = sum(1 for pk in order if pk in answered_ids)
+    wanted = order[next_index:next_index + 2] if next_index is not None else []
     # Only what a reader may see of an item is loaded: its token and role.
     # (No ordering: StudyItem's default one would join the study table for nothing.)
-    items = StudyItem.objects.only("id", "study_id", "token", "role").order_by().in_bulk(order)
+    items = {
+        item.pk: item
+        for item in StudyItem.objects.filter(
+            Q(pk__in=wanted) | Q(study_id=assignment.study_id, role=StudyItem.Role.PRACTICE)
+        ).only("id", "study_id", "token", "role").order_by()
+    }
     practice_ids = {pk for pk, item in items.items() if item.role == StudyItem.Role.PRACTICE}
     practice_total = sum(1 for pk in order if pk in practice_ids)
     if next_index is None:

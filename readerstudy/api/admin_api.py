@@ -10,12 +10,13 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 
 from jobs.models import Job
+from config.parsers import LimitedJSONParser
 from readerstudy.api import admin_serializers as s
 from readerstudy.models import ImageSet, Response, Study, StudyReader
 from readerstudy.services.building import SetCount, study_build
@@ -56,7 +57,7 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     permission_classes = [IsAdminUser]
     lookup_value_converter = "int"
     serializer_class = s.StudySerializer
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [LimitedJSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self):
         return Study.objects.annotate(

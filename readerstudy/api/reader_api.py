@@ -2,7 +2,8 @@
 
 - `GET  studies/`: the studies assigned to the user, with progress;
 - `GET  studies/<id>/next/`: the next item (token, image URL, position, total, practice flag), or done;
-- `POST studies/<id>/responses/`: `item`, `answer`, `confidence`, `client_id` -> the stored answer
+- `POST studies/<id>/responses/`: `item`, `answer`, `confidence`, `client_id` (and optionally
+  `active_seconds`, the page's reading time with the clock stopped while hidden) -> the stored answer
   (201 when new, 200 for a repeat of the same `client_id` or a revision), with feedback for a
   practice item; with `include_next: true` also `next`, the body GET next/ would answer now (or
   null after a practice item or once the study is closed), so the page needs one request per answer;
@@ -25,9 +26,10 @@ from readerstudy.api.reader_serializers import (
     FlagInputSerializer,
     FlagSerializer,
     ResponseInputSerializer,
-    StoredResponseSerializer,
     StoredResponseWithNextSerializer,
     StudySummarySerializer,
+    next_item_body,
+    stored_response_body,
 )
 from readerstudy.models import StudyItem
 from readerstudy.services import flags as flag_services
@@ -78,7 +80,7 @@ class ReaderNextItemApi(APIView):
             nxt = response_services.reader_next_item(assignment=assignment, study=assignment.study)
         except response_services.ResponseError as exc:
             return _refusal(exc)
-        return ApiResponse(NextItemSerializer(nxt).data)
+        return ApiResponse(next_item_body(nxt))
 
 
 class ReaderResponseApi(APIView):
@@ -107,24 +109,25 @@ class ReaderResponseApi(APIView):
         try:
             v = data.validated_data
             kwargs = dict(
-                item_token=v["item"], answer=v["answer"], confidence=v["confidence"], client_id=v["client_id"]
+                item_token=v["item"], answer=v["answer"], confidence=v["confidence"], client_id=v["client_id"],
+                active_seconds=v["active_seconds"],
             )
             if v["include_next"]:
                 result, nxt = response_services.response_submit_and_next(assignment=assignment, **kwargs)
             else:
                 result, nxt = response_services.response_submit(assignment=assignment, **kwargs), None
         except response_services.AlreadyAnsweredError as exc:
-            body = {"detail": str(exc), "code": exc.code, "response": StoredResponseSerializer(exc.response).data}
+            body = {"detail": str(exc), "code": exc.code, "response": stored_response_body(exc.response)}
             return ApiResponse(body, status=status.HTTP_409_CONFLICT)
         except response_services.ResponseError as exc:
             return _refusal(exc)
-        body = StoredResponseSerializer(result.response).data
+        body = stored_response_body(result.response)
         item = result.response.item
         if item.role == StudyItem.Role.PRACTICE:
             # Practice items teach: after answering, the reader learns the truth (never for the study proper).
             body["feedback"] = {"truth": item.truth, "correct": result.response.answer == item.truth}
         if v["include_next"]:
-            body["next"] = NextItemSerializer(nxt).data if nxt is not None else None
+            body["next"] = next_item_body(nxt) if nxt is not None else None
         return ApiResponse(body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 

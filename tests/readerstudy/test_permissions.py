@@ -10,10 +10,11 @@ import uuid
 import pytest
 from django.contrib import admin
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 
 from readerstudy.models import Study
 from tests.factories import PASSWORD, make_study, make_user
+from tests.urlmap import url_routes
 
 pytestmark = pytest.mark.django_db
 
@@ -103,17 +104,10 @@ def _staff_routes(int_value: int, prefixes=("api/admin/", "results/")) -> list[t
     `int_value`, a real study's id, so that a view cannot answer 404 before checking permissions);
     (url, has_parameters)."""
     found = []
-
-    def walk(patterns, prefix):
-        for p in patterns:
-            route = prefix + str(p.pattern)
-            if isinstance(p, URLResolver):
-                walk(p.url_patterns, route)
-            elif isinstance(p, URLPattern) and route.startswith(prefixes):
-                url = "/" + re.sub(r"<(?:(\w+):)?\w+>", lambda m: str(int_value) if m.group(1) == "int" else "x", route)
-                found.append((url.replace("^", "").replace("$", ""), "<" in route))
-
-    walk(get_resolver().url_patterns, "")
+    for route in url_routes():
+        if route.startswith(prefixes):
+            url = "/" + re.sub(r"<(?:(\w+):)?\w+>", lambda m: str(int_value) if m.group(1) == "int" else "x", route)
+            found.append((url.replace("^", "").replace("$", ""), "<" in route))
     return found
 
 
