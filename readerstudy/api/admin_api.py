@@ -15,8 +15,8 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 
-from jobs.models import Job
 from config.parsers import LimitedJSONParser
+from jobs.models import Job
 from readerstudy.api import admin_serializers as s
 from readerstudy.models import ImageSet, Response, Study, StudyReader
 from readerstudy.services.building import SetCount, study_build
