@@ -210,9 +210,6 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 
-# Eager jobs (no broker) launched from a page run in a thread of the server, not in the request (the demo).
-JOBS_EAGER_IN_THREAD = env_bool("HISTOSYNTH_JOBS_EAGER_IN_THREAD", False)
-
 # Inception-v3 FID weights: a local file, never downloaded at run time (see evaluation/).
 INCEPTION_WEIGHTS = Path(os.environ.get("INCEPTION_WEIGHTS", VAR_DIR / "weights" / "pt_inception-2015-12-05-6726825d.pth"))
 

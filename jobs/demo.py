@@ -311,7 +311,7 @@ def demo_server_env(*, workdir: Path, base: dict | None = None) -> dict[str, str
         DJANGO_SECURE_SSL_REDIRECT="0",
         DJANGO_SECURE_COOKIES="0",
         DJANGO_HSTS_SECONDS="0",
-        HISTOSYNTH_JOBS_EAGER_IN_THREAD="1",
+        JOBS_EAGER_IN_THREAD="1",
     )
     return env
 

@@ -32,7 +32,7 @@ admin.site.site_header = "HistoSynth administration"
 admin.site.site_title = "HistoSynth admin"
 admin.site.index_title = "Studies, image sets and jobs"
 # Characters of a study's name shown beside a pseudonym in the response list.
-STUDY_NAME_IN_LIST = 24
+STUDY_NAME_IN_LIST = 20
 
 def _progress_bar(answered: int, total: int) -> str:
     percent = round(100 * answered / total) if total else 0

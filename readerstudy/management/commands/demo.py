@@ -4,6 +4,7 @@ Thin wrapper around `jobs.demo.demo_run` (scikit-image's IHC sample to an open, 
 an admin and two readers), then `jobs.demo.demo_serve`: the server on 127.0.0.1 with DEBUG off and
 the static files served by WhiteNoise. Run again, it reuses everything that exists.
 """
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from jobs.demo import demo_run, demo_serve
