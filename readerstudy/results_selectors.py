@@ -23,7 +23,7 @@ from readerstudy.models import ImageSet, Response, Study, StudyItem, StudyReader
 METRIC_KEYS = ["fid", "sfid", "is_mean", "is_std", "precision", "recall", "kid_mean", "kid_std", "density", "coverage"]
 EXPORT_COLUMNS = [
     "study", "reader", "item", "image_id", "role", "truth", "generator", "label", "answer", "confidence",
-    "seconds", "shown_at", "answered_at", "revised_at",
+    "seconds", "active_seconds", "shown_at", "answered_at", "revised_at",
 ]
 SUMMARY_CACHE_SECONDS = 24 * 3600
 
@@ -48,7 +48,7 @@ def study_responses_frame(
              .values_list("pk", "image_id", "role", "truth", "generator", "label")),
         columns=["item", "image_id", "role", "truth", "generator", "label"],
     )
-    fields = ["assignment_id", "item_id", "answer", "confidence", "seconds"]
+    fields = ["assignment_id", "item_id", "answer", "confidence", "seconds", "active_seconds"]
     times = ["shown_at", "answered_at", "revised_at"] if timestamps else []
     query = Response.objects.filter(assignment_id__in=readers["assignment"].tolist()).values_list(*fields, *times)
     # Raw rows, no per-row ORM work (10^5 rows); timestamps are parsed below, vectorised, as UTC
@@ -57,7 +57,7 @@ def study_responses_frame(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         records = cursor.fetchall()
-    columns = ["assignment", "item", "answer", "confidence", "seconds", *times]
+    columns = ["assignment", "item", "answer", "confidence", "seconds", "active_seconds", *times]
     answers = pd.DataFrame.from_records(records, columns=columns)
     for col in times:
         answers[col] = pd.to_datetime(answers[col], utc=True, format="ISO8601")
@@ -70,13 +70,18 @@ def study_responses_frame(
     for col in ("item", "image_id", "confidence"):
         out[col] = out[col].astype("int64")
     out["seconds"] = out["seconds"].astype(float)
+    out["active_seconds"] = out["active_seconds"].astype(float)
     return out
 
 
 def stats_input(responses: pd.DataFrame) -> pd.DataFrame:
     """The responses frame shaped as `readerstudy.stats.summarize` expects it: `image` is the study
-    item (unique among main items even if one image file were used twice)."""
-    return responses.rename(columns={"item": "image"})[stats.COLUMNS]
+    item (unique among main items even if one image file were used twice); `seconds` is the reading
+    time with the clock stopped while the page was hidden (`active_seconds`) where the page sent it,
+    else the server's time from first showing to answer."""
+    frame = responses.rename(columns={"item": "image"})
+    frame = frame.assign(seconds=frame["active_seconds"].fillna(frame["seconds"]))
+    return frame[stats.COLUMNS]
 
 
 def summary_fingerprint(*, study: Study) -> str:
@@ -91,15 +96,22 @@ def summary_fingerprint(*, study: Study) -> str:
 
 
 def study_summary(
-    *, study: Study, interval: str = "wilson", n_bootstrap: int = 1000, seed: int = 0
+    *, study: Study, interval: str = "wilson", n_bootstrap: int = 1000, seed: int = 0, exclude_quick: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """`stats.summarize` of the study's main items, plus `consistency` (repeats) and `generators`
-    (readers' numbers beside the automatic metrics). Cached until an answer is given or revised."""
-    key = f"readerstudy:results:{study.pk}:{summary_fingerprint(study=study)}:{interval}:{n_bootstrap}:{seed}"
+    (readers' numbers beside the automatic metrics). Cached until an answer is given or revised.
+
+    The verdict tables (`mrmc`, `mrmc_difference`, `verdict`, `planning`) use the study's equivalence
+    margin; `exclude_quick` leaves out answers faster than `stats.QUICK_SECONDS` (recorded in `meta`).
+    """
+    margin = float(study.equivalence_margin)
+    key = (f"readerstudy:results:{study.pk}:{summary_fingerprint(study=study)}:{interval}:{n_bootstrap}:{seed}:"
+           f"{margin!r}:{int(exclude_quick)}")
     tables = cache.get(key)
     if tables is None:
         responses = study_responses_frame(study=study, timestamps=False)
-        tables = stats.summarize(stats_input(responses), interval=interval, n_bootstrap=n_bootstrap, seed=seed)
+        tables = stats.summarize(stats_input(responses), interval=interval, n_bootstrap=n_bootstrap, seed=seed,
+                                 equivalence_margin=margin, exclude_quick=exclude_quick)
         firsts = responses.drop_duplicates("item")
         image_of_item = pd.Series(firsts["image_id"].to_numpy(), index=firsts["item"].astype(str))
         per_image = tables["per_image"].rename(columns={"image": "item"})
@@ -110,7 +122,8 @@ def study_summary(
     # Metrics can be computed at any time: never cached with the answers.
     tables = dict(tables)
     tables["metrics"] = study_generator_metrics(study=study)
-    tables["generators"] = generator_comparison(per_generator=tables["per_generator"], metrics=tables["metrics"])
+    tables["generators"] = generator_comparison(per_generator=tables["per_generator"], metrics=tables["metrics"],
+                                                mrmc=tables["mrmc"])
     return tables
 
 
@@ -163,13 +176,20 @@ def _number(value) -> float:
         return np.nan
 
 
-def generator_comparison(*, per_generator: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per synthetic generator (and image set): readers' accuracy, share called real and AUC
-    beside FID, sFID, IS, precision and recall."""
+def generator_comparison(
+    *, per_generator: pd.DataFrame, metrics: pd.DataFrame, mrmc: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per synthetic generator (and image set): the readers' MRMC AUC with its interval, their
+    fooled rate (share called real) and descriptive AUC beside FID, sFID, IS, precision and recall."""
     readers = per_generator[per_generator["truth"] == "synthetic"][
         ["generator", "n_images", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "share_called_real",
          "share_called_real_ci_low", "share_called_real_ci_high", "auc", "auc_ci_low", "auc_ci_high"]
     ].astype({"generator": str})
+    if mrmc is not None:
+        auc = mrmc[mrmc["measure"] == "auc"][["generator", "estimate", "ci_low", "ci_high", "p_value",
+                                              "p_equivalence"]].astype({"generator": str})
+        auc = auc.rename(columns={c: f"mrmc_auc{'' if c == 'estimate' else '_' + c}" for c in auc.columns[1:]})
+        readers = readers.merge(auc, on="generator", how="left")
     merged = readers.merge(metrics.astype({"generator": str}), on="generator", how="outer")
     return merged.sort_values("generator").reset_index(drop=True)
 
@@ -193,7 +213,7 @@ EXPORT_ROLES = (StudyItem.Role.MAIN, StudyItem.Role.REPEAT)
 
 
 def study_export_csv(
-    *, study: Study, name: str, interval: str = "wilson", real_names: bool = False
+    *, study: Study, name: str, interval: str = "wilson", real_names: bool = False, exclude_quick: bool = False,
 ) -> tuple[str, str]:
     """(CSV text, file name) of one export: "responses" or a summary table (`exports.EXPORT_NAMES`)."""
     if name not in exports.EXPORT_NAMES:
@@ -202,11 +222,14 @@ def study_export_csv(
     if name == "responses":
         frame = study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names)
     else:
-        frame = study_summary(study=study, interval=interval)[name]
+        frame = study_summary(study=study, interval=interval, exclude_quick=exclude_quick)[name]
     return exports.to_csv(frame), filename
 
 
-def study_export_files(*, study: Study, interval: str = "wilson", real_names: bool = False) -> dict[str, str]:
+def study_export_files(
+    *, study: Study, interval: str = "wilson", real_names: bool = False, exclude_quick: bool = False,
+) -> dict[str, str]:
     """File name -> CSV text of the raw responses and every summary table, for `export_results`."""
     responses = study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names)
-    return exports.csv_files(responses=responses, tables=study_summary(study=study, interval=interval))
+    tables = study_summary(study=study, interval=interval, exclude_quick=exclude_quick)
+    return exports.csv_files(responses=responses, tables=tables)
