@@ -53,10 +53,12 @@ def study_responses_frame(
     query = Response.objects.filter(assignment_id__in=readers["assignment"].tolist()).values_list(*fields, *times)
     # Raw rows, no per-row ORM work (10^5 rows); timestamps are parsed below, vectorised, as UTC
     # (SQLite gives naive UTC text, PostgreSQL aware datetimes).
-    sql, params = query.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        records = cursor.fetchall()
+    records = []
+    if len(readers):  # no readers: an empty IN () that the ORM cannot even render as SQL
+        sql, params = query.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            records = cursor.fetchall()
     columns = ["assignment", "item", "answer", "confidence", "seconds", "active_seconds", *times]
     answers = pd.DataFrame.from_records(records, columns=columns)
     for col in times:
