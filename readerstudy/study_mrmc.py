@@ -177,9 +177,26 @@ def mrmc_tables(
 
 
 # --------------------------------------------------------------------------- planning
-def _components_row(components: pd.DataFrame, analysis: str) -> pd.Series | None:
-    part = components[(components["measure"] == "auc") & (components["analysis"] == analysis)]
-    return part.iloc[0] if len(part) else None
+def plan_sizes(
+    *, components: dict, n_cases_pilot: int, goal: str, effect: float, equivalence_margin: float = 0.05,
+    alpha: float = 0.05, target_power: float = 0.8, readers=PLANNING_READERS, max_images: int = 20000,
+    source: str = "",
+) -> pd.DataFrame:
+    """Readers x images reaching `target_power` for one `goal` ("difference": an AUC difference of
+    `effect` between two generators; "equivalence": equivalence to chance within the margin when the true
+    AUC is 0.5 + `effect`), from OR variance `components` estimated on `n_cases_pilot` images.
+    ValueError (from `planning`) on impossible components or settings."""
+    sizes = planning.sample_size_table(
+        components={k: float(components[k]) for k in COMPONENT_KEYS if k in components},
+        n_cases_pilot=int(n_cases_pilot), effect=effect, alpha=alpha, target_power=target_power, goal=goal,
+        margin=equivalence_margin, readers=readers, max_cases=max_images,
+    ).rename(columns={"n_cases": "n_images"})
+    base = {"goal": goal, "effect": effect, "equivalence_margin": equivalence_margin, "alpha": alpha,
+            "target_power": target_power, "components_from": source}
+    for key, value in base.items():
+        sizes[key] = value
+    sizes["note"] = np.where(sizes["n_images"].isna(), f"target power not reached within {max_images} images", "")
+    return sizes.reindex(columns=PLANNING_COLUMNS)
 
 
 def planning_table(
@@ -195,30 +212,34 @@ def planning_table(
     """
     parts = []
     for goal, analysis, size in (("difference", "generators", effect), ("equivalence", ALL, 0.0)):
-        row = _components_row(components, analysis)
+        row = components_for(components, goal)
         base = {"goal": goal, "effect": size, "equivalence_margin": equivalence_margin, "alpha": alpha,
-                "target_power": target_power}
-        if row is None or not np.isfinite([row[k] for k in ("var_error", "cov2", "var_r")]).all():
+                "target_power": target_power, "components_from": ""}
+        if row is None:
             why = ("needs a finished MRMC analysis of two generators or more" if goal == "difference"
                    else "needs a finished MRMC analysis (two readers or more, both classes)")
-            parts.append(pd.DataFrame([{**base, "components_from": "", "note": f"not planned: {why}"}]))
+            parts.append(pd.DataFrame([{**base, "note": f"not planned: {why}"}]))
             continue
         try:
-            sizes = planning.sample_size_table(
-                components={k: float(row[k]) for k in COMPONENT_KEYS}, n_cases_pilot=int(round(row["n_cases_per_test"])),
-                effect=size, alpha=alpha, target_power=target_power, goal=goal, margin=equivalence_margin,
-                readers=readers,
-            )
+            parts.append(plan_sizes(
+                components=row, n_cases_pilot=int(round(row["n_cases_per_test"])), goal=goal, effect=size,
+                equivalence_margin=equivalence_margin, alpha=alpha, target_power=target_power, readers=readers,
+                source=f"this study ({int(row['n_readers'])} readers, {analysis} analysis of AUC)"))
         except ValueError as exc:
-            parts.append(pd.DataFrame([{**base, "components_from": "", "note": f"not planned: {exc}"}]))
-            continue
-        sizes = sizes.rename(columns={"n_cases": "n_images"})
-        for key, value in base.items():
-            sizes[key] = value
-        sizes["components_from"] = f"this study ({int(row['n_readers'])} readers, {analysis} analysis of AUC)"
-        sizes["note"] = np.where(sizes["n_images"].isna(), "target power not reached within the image limit", "")
-        parts.append(sizes)
+            parts.append(pd.DataFrame([{**base, "note": f"not planned: {exc}"}]))
     return pd.concat(parts, ignore_index=True).reindex(columns=PLANNING_COLUMNS)
+
+
+def components_for(components: pd.DataFrame, goal: str) -> dict | None:
+    """The AUC variance components (with `n_readers`, `n_cases_per_test`) that `goal` plans from: the
+    generators analysis for a difference, the `all` analysis for equivalence; None when not estimated."""
+    analysis = "generators" if goal == "difference" else ALL
+    part = components[(components["measure"] == "auc") & (components["analysis"] == analysis)]
+    if part.empty:
+        return None
+    row = part.iloc[0].to_dict()
+    needed = ["var_error", "cov2", "var_r"] + (["cov1", "cov3", "var_tr"] if goal == "difference" else [])
+    return row if np.isfinite([row[k] for k in needed]).all() else None
 
 
 # --------------------------------------------------------------------------- verdict
