@@ -17,7 +17,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.utils.text import slugify
 
 from evaluation.models import MetricResult
-from readerstudy import exports, stats
+from readerstudy import exports, stats, study_mrmc
 from readerstudy.models import ImageSet, Response, Study, StudyItem, StudyReader
 
 METRIC_KEYS = ["fid", "sfid", "is_mean", "is_std", "precision", "recall", "kid_mean", "kid_std", "density", "coverage"]
@@ -26,6 +26,8 @@ EXPORT_COLUMNS = [
     "seconds", "active_seconds", "shown_at", "answered_at", "revised_at",
 ]
 SUMMARY_CACHE_SECONDS = 24 * 3600
+# Readers the planning table is worked out for (plan_study takes any); each costs seconds (equivalence power).
+PLANNING_READERS = (3, 5, 8, 10, 15, 20, 25)
 
 
 def study_responses_frame(
@@ -129,6 +131,21 @@ def study_summary(
     return tables
 
 
+def study_planning(*, study: Study, exclude_quick: bool = False) -> pd.DataFrame:
+    """Readers x images for 80% power from the study's MRMC variance components (an AUC difference of
+    0.05 between two generators; equivalence to chance within the study's margin), for
+    `PLANNING_READERS`. Cached like the summary; seconds to compute the first time."""
+    margin = float(study.equivalence_margin)
+    key = (f"readerstudy:planning:{study.pk}:{summary_fingerprint(study=study)}:{margin!r}:{int(exclude_quick)}:"
+           f"{PLANNING_READERS}")
+    table = cache.get(key)
+    if table is None:
+        components = study_summary(study=study, n_bootstrap=0, exclude_quick=exclude_quick)["mrmc_components"]
+        table = study_mrmc.planning_table(components, equivalence_margin=margin, readers=PLANNING_READERS)
+        cache.set(key, table, SUMMARY_CACHE_SECONDS)
+    return table
+
+
 def study_repeat_pairs(*, study: Study) -> pd.DataFrame:
     """Each reader's answer to a repeated item beside their answer to the item it repeats."""
     repeats = pd.DataFrame.from_records(
@@ -223,6 +240,8 @@ def study_export_csv(
     filename = f"{slugify(study.name) or f'study-{study.pk}'}-{name}.csv"
     if name == "responses":
         frame = study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names)
+    elif name == "planning":
+        frame = study_planning(study=study, exclude_quick=exclude_quick)
     else:
         frame = study_summary(study=study, interval=interval, exclude_quick=exclude_quick)[name]
     return exports.to_csv(frame), filename
@@ -234,4 +253,5 @@ def study_export_files(
     """File name -> CSV text of the raw responses and every summary table, for `export_results`."""
     responses = study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names)
     tables = study_summary(study=study, interval=interval, exclude_quick=exclude_quick)
+    tables["planning"] = study_planning(study=study, exclude_quick=exclude_quick)
     return exports.csv_files(responses=responses, tables=tables)

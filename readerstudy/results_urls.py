@@ -8,5 +8,6 @@ urlpatterns = [
     path("<int:study_id>/", results_views.results_study, name="results-study"),
     path("<int:study_id>/plots/<str:name>.<str:fmt>", results_views.results_plot, name="results-plot"),
     path("<int:study_id>/export/<str:name>.csv", results_views.results_export, name="results-export"),
+    path("<int:study_id>/planning/", results_views.results_planning, name="results-planning"),
     path("<int:study_id>/images/<int:item_id>.png", results_views.results_item_image, name="results-item-image"),
 ]

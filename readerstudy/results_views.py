@@ -26,7 +26,6 @@ from readerstudy.stats import INTERVALS, QUICK_SECONDS
 
 PER_IMAGE_ROWS = 15
 GALLERY_SIZE = 8
-PLANNING_READERS = (3, 5, 8, 10, 15, 20, 25)
 
 
 def staff_required(view):
@@ -76,7 +75,7 @@ def _planning(planning: pd.DataFrame) -> list[dict]:
         if part.empty:
             continue
         first = part.iloc[0]
-        shown = part[part["n_readers"].isin(PLANNING_READERS)]
+        shown = part.dropna(subset=["n_readers"])
         out.append({
             "goal": goal, "title": title, "effect": first["effect"], "margin": first["equivalence_margin"],
             "power": f"{first['target_power']:.0%}", "source": first["components_from"],
@@ -113,7 +112,6 @@ def results_study(request: HttpRequest, study_id: int) -> HttpResponse:
         "verdicts": tables["verdict"].to_dict("records"),
         "mrmc": display_table(tables["mrmc"], PAGE_COLUMNS["mrmc"]),
         "mrmc_difference": display_table(tables["mrmc_difference"], PAGE_COLUMNS["mrmc_difference"]),
-        "planning": _planning(tables["planning"]),
         "quick": display_table(tables["quick_answers"], PAGE_COLUMNS["quick_answers"]),
         "n_quick": int(tables["quick_answers"]["n_quick"].sum()) if len(tables["quick_answers"]) else 0,
         "quick_seconds": QUICK_SECONDS,
@@ -129,6 +127,17 @@ def results_study(request: HttpRequest, study_id: int) -> HttpResponse:
         "n_practice_excluded": study.items.filter(role=StudyItem.Role.PRACTICE).count(),
     }
     return render(request, "readerstudy/results.html", context)
+
+
+@require_GET
+@staff_required
+def results_planning(request: HttpRequest, study_id: int) -> HttpResponse:
+    """The planning section, framed into the results page: seconds to compute, so the page does not wait."""
+    study = get_object_or_404(Study, pk=study_id)
+    planning = results_selectors.study_planning(study=study, exclude_quick=_exclude_quick(request))
+    response = render(request, "readerstudy/results_planning.html", {"study": study, "planning": _planning(planning)})
+    response["X-Frame-Options"] = "SAMEORIGIN"
+    return response
 
 
 @require_GET

@@ -8,10 +8,11 @@ Images"): readers answer "real" or "AI-generated" with a confidence for each ima
 `summarize(responses)` takes one row per response with the columns
 `reader, image, truth, generator, label, answer, confidence, seconds` and returns named tables:
 
-- `mrmc`, `mrmc_difference`, `mrmc_components`, `planning`, `verdict`: the study's answer, by
-  multi-reader multi-case analysis (random readers and random images; `readerstudy.study_mrmc`):
-  AUC and balanced accuracy per generator with intervals, tests against chance and for equivalence
-  within the study's margin, generator-vs-generator differences, and readers x images for a next study;
+- `mrmc`, `mrmc_difference`, `mrmc_components`, `verdict`: the study's answer, by multi-reader
+  multi-case analysis (random readers and random images; `readerstudy.study_mrmc`): AUC and balanced
+  accuracy per generator with intervals, tests against chance and for equivalence within the study's
+  margin, generator-vs-generator differences, and the variance components a next study is planned from
+  (`study_mrmc.planning_table`);
 - `pooled`, `per_reader`, `per_generator`, `per_label`, `per_image`: descriptive statistics. Accuracy
   with a 95% Wilson (or Clopper-Pearson) interval and an exact two-sided binomial test against 0.5
   (these treat every response as independent, ignoring reader and image clustering; the `note`

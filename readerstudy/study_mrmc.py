@@ -12,7 +12,9 @@ design that the general MRMC code does not know about:
   test (they are the shared reference), while each synthetic image belongs to one test only;
 - the fully crossed block that MRMC needs while a study is still running: readers with under half the
   answers of the busiest reader wait, and only images answered by every remaining reader count;
-- the tables `mrmc`, `mrmc_difference`, `mrmc_components`, `planning` and `verdict` of `stats.summarize`.
+- the tables `mrmc`, `mrmc_difference`, `mrmc_components` and `verdict` of `stats.summarize`, and the
+  `planning` table built from `mrmc_components` (separately: the equivalence power is an integral per
+  evaluation, seconds per table, so it is not part of every summary).
 
 Anything that cannot be estimated (no answers, one reader, one class) gives a row of NaN whose `method`
 says why; nothing here raises on a study's data.
@@ -125,10 +127,9 @@ def _equivalence(row: dict, margin: float) -> float:
 
 def mrmc_tables(
     ratings: pd.DataFrame, *, equivalence_margin: float = 0.05, alpha: float = 0.05,
-    planning_effect: float = DEFAULT_PLANNING_EFFECT,
 ) -> dict[str, pd.DataFrame]:
-    """`mrmc`, `mrmc_difference`, `mrmc_components`, `planning` and `verdict` for `ratings`
-    (from `ratings_from_validated`), plus `mrmc_meta` (what was left out of the analysis)."""
+    """`mrmc`, `mrmc_difference`, `mrmc_components` and `verdict` for `ratings` (from
+    `ratings_from_validated`), plus `mrmc_meta` (what was left out of the analysis)."""
     block, left = complete_block(ratings)
     everything = block.assign(test=ALL)
     by_generator = generator_design(block) if len(block) else everything.iloc[:0]
@@ -166,8 +167,6 @@ def mrmc_tables(
         "mrmc": table,
         "mrmc_difference": pd.DataFrame(diffs, columns=DIFFERENCE_COLUMNS),
         "mrmc_components": components,
-        "planning": planning_table(components, effect=planning_effect, equivalence_margin=equivalence_margin,
-                                   alpha=alpha),
         "verdict": verdict_table(table, alpha=alpha),
         "mrmc_meta": pd.DataFrame({
             "key": ["mrmc_readers_waiting", "mrmc_images_left_out", "equivalence_margin", "mrmc_alpha"],

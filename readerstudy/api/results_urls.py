@@ -59,6 +59,7 @@ def study_results(request: Request, study_id: int) -> Response:
     study = get_object_or_404(Study, pk=study_id)
     tables = results_selectors.study_summary(study=study, interval=_interval(request),
                                              exclude_quick=_exclude_quick(request))
+    tables["planning"] = results_selectors.study_planning(study=study, exclude_quick=_exclude_quick(request))
     body = {name: json.loads(df.to_json(orient="records", double_precision=15)) for name, df in tables.items()}
     return Response({"study": {"id": study.pk, "name": study.name, "state": study.state}, "tables": body})
 

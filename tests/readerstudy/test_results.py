@@ -33,11 +33,13 @@ def answer_study(study, *, seed=0, roles=("main", "repeat", "practice"), skip_la
 
 
 @pytest.fixture(autouse=True)
-def _fast_and_fresh(settings):
-    """Cheap password hashing (users are made per test) and no summary cached by an earlier test."""
+def _fast_and_fresh(settings, monkeypatch):
+    """Cheap password hashing (users are made per test), planning for two reader counts only (each costs
+    seconds) and no summary cached by an earlier test."""
     from django.core.cache import cache
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    monkeypatch.setattr(results_selectors, "PLANNING_READERS", (6, 12))
     cache.clear()
     yield
     cache.clear()
@@ -312,3 +314,26 @@ def test_a_study_with_no_answers_or_one_reader_says_what_it_can(client, n_reader
     assert body["tables"]["mrmc"][0]["estimate"] is None
     assert body["tables"]["mrmc"][0]["method"].startswith("not estimable")
     assert client.get(f"/api/admin/studies/{study.pk}/results/mrmc.csv").status_code == 200
+
+
+@pytest.mark.django_db
+def test_planning_section_is_framed_and_matches_the_planning_csv(client, study):
+    login(client, make_user(staff=True))
+    html = client.get(f"/results/{study.pk}/").content.decode()
+    assert f'src="/results/{study.pk}/planning/?interval=wilson"' in html
+    frame = client.get(f"/results/{study.pk}/planning/")
+    assert frame.status_code == 200 and frame["X-Frame-Options"] == "SAMEORIGIN"
+    text = frame.content.decode()
+    plan = results_selectors.study_planning(study=study)
+    equivalence = plan[plan["goal"] == "equivalence"]
+    assert equivalence["n_readers"].tolist() == [6, 12]  # this study has one generator: equivalence only
+    assert "show equivalence to chance within the margin" in text and ">Readers<" in text
+    assert "needs a finished MRMC analysis of two generators or more" in text
+    for value in equivalence["n_images"].dropna():
+        assert f"<td>{int(value)}</td>" in text
+    csv = client.get(f"/results/{study.pk}/export/planning.csv").content.decode()
+    assert csv.startswith("goal,effect,equivalence_margin,alpha,target_power,n_readers,n_images,power")
+    body = client.get(f"/api/admin/studies/{study.pk}/results/").json()
+    assert [r["n_readers"] for r in body["tables"]["planning"] if r["goal"] == "equivalence"] == [6, 12]
+    login(client, make_user("nosy"))
+    assert client.get(f"/results/{study.pk}/planning/").status_code == 403

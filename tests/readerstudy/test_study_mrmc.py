@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from readerstudy import stats, study_mrmc
+from readerstudy import planning, stats, study_mrmc
 from readerstudy.stats import summarize
 from tests.readerstudy.test_stats import make_responses, signed_score
 
@@ -134,7 +134,7 @@ def test_no_answers_and_one_reader_say_what_can_be_said():
     empty = summarize(make_responses().iloc[:0], n_bootstrap=0)
     assert empty["mrmc"]["method"].str.startswith("not estimable: no answers yet").all()
     assert empty["verdict"]["sentence"].iloc[0].startswith("Nothing can be said yet")
-    assert empty["planning"]["note"].str.startswith("not planned").all()
+    assert study_mrmc.planning_table(empty["mrmc_components"])["note"].str.startswith("not planned").all()
     assert empty["mrmc_difference"].empty and empty["quick_answers"].empty
     data = make_responses(n_readers=1)
     one = summarize(data, n_bootstrap=0)
@@ -157,11 +157,16 @@ def test_a_reader_who_has_just_started_waits_and_unanswered_images_are_left_out(
 
 def test_planning_from_the_study(strong):
     _, out = strong
-    plan = out["planning"]
+    readers = [4, 8, 16]
+    plan = study_mrmc.planning_table(out["mrmc_components"], equivalence_margin=0.1, readers=readers)
     assert list(plan.columns) == study_mrmc.PLANNING_COLUMNS
     assert set(plan["goal"]) == {"difference", "equivalence"}
     diff = plan[plan["goal"] == "difference"]
-    assert diff["n_readers"].tolist() == list(study_mrmc.PLANNING_READERS)
+    assert diff["n_readers"].tolist() == readers
+    components = out["mrmc_components"].set_index(["measure", "analysis"]).loc[("auc", "generators")]
+    want = planning.sample_size_table(components=components[study_mrmc.COMPONENT_KEYS].to_dict(),
+                                      n_cases_pilot=int(components["n_cases_per_test"]), effect=0.05, readers=readers)
+    np.testing.assert_array_equal(diff["n_images"].to_numpy(), want["n_cases"].to_numpy())
     reached = diff.dropna(subset=["n_images"])
     assert (reached["power"] >= 0.8).all()
     assert reached["n_images"].is_monotonic_decreasing  # more readers never need more images
