@@ -140,7 +140,8 @@ def study_planning(*, study: Study, exclude_quick: bool = False) -> pd.DataFrame
            f"{PLANNING_READERS}")
     table = cache.get(key)
     if table is None:
-        components = study_summary(study=study, n_bootstrap=0, exclude_quick=exclude_quick)["mrmc_components"]
+        # The page's own summary (same defaults), so the framed planning section finds it cached.
+        components = study_summary(study=study, exclude_quick=exclude_quick)["mrmc_components"]
         table = study_mrmc.planning_table(components, equivalence_margin=margin, readers=PLANNING_READERS)
         cache.set(key, table, SUMMARY_CACHE_SECONDS)
     return table

@@ -62,11 +62,18 @@ def ratings_from_validated(df: pd.DataFrame) -> pd.DataFrame:
     span = hi - lo + 1.0
     said = df["said_synthetic"].to_numpy(bool)
     rating = np.where(said, span + (conf - lo) + 1.0, hi - conf + 1.0)
+    # Labels as categoricals of strings (as `validate` made them): grouping 10^5 rows by codes, not by text.
     return pd.DataFrame({
-        "reader": df["reader"].astype(str).to_numpy(), "case": df["image"].astype(str).to_numpy(),
-        "generator": df["generator"].astype(str).to_numpy(), "truth": df["synthetic"].to_numpy(bool),
+        "reader": _categorical_str(df["reader"]), "case": _categorical_str(df["image"]),
+        "generator": _categorical_str(df["generator"]), "truth": df["synthetic"].to_numpy(bool),
         "rating": rating, "said_synthetic": said.astype(int),
     })
+
+
+def _categorical_str(values: pd.Series) -> pd.Categorical:
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return pd.Categorical(values).rename_categories([str(c) for c in values.cat.categories])
+    return pd.Categorical(values.astype(str))
 
 
 def complete_block(ratings: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -74,10 +81,10 @@ def complete_block(ratings: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     reader, and the images every one of them answered. Returns (ratings, what was left out)."""
     if len(ratings) == 0:
         return ratings, {"readers_waiting": 0, "images_left_out": 0}
-    per_reader = ratings.groupby("reader").size()
+    per_reader = ratings.groupby("reader", observed=True).size()
     readers = per_reader.index[per_reader >= 0.5 * per_reader.max()]
     kept = ratings[ratings["reader"].isin(readers)]
-    per_case = kept.groupby("case").size()
+    per_case = kept.groupby("case", observed=True).size()
     cases = per_case.index[per_case == len(readers)]
     block = kept[kept["case"].isin(cases)]
     left = {"readers_waiting": int(len(per_reader) - len(readers)),
@@ -90,21 +97,27 @@ def generator_design(ratings: pd.DataFrame) -> pd.DataFrame:
     synthetic = ratings[ratings["truth"]]
     real = ratings[~ratings["truth"]]
     parts = [synthetic.assign(test=synthetic["generator"])]
-    parts += [real.assign(test=g) for g in sorted(synthetic["generator"].unique())]
-    return pd.concat(parts, ignore_index=True)
+    parts += [real.assign(test=g) for g in sorted(synthetic["generator"].astype(str).unique())]
+    design = pd.concat(parts, ignore_index=True)
+    design["test"] = pd.Categorical(design["test"].astype(str))
+    return design
 
 
 def _fom_ratings(design: pd.DataFrame, measure: str) -> pd.DataFrame:
     rating = design["rating"] if measure == "auc" else design["said_synthetic"].astype(float)
-    return pd.DataFrame({"reader": design["reader"], "case": design["case"], "test": design["test"],
-                         "truth": design["truth"], "rating": rating})
+    codes = {col: design[col].cat.codes.to_numpy() if isinstance(design[col].dtype, pd.CategoricalDtype)
+             else design[col].to_numpy() for col in ("reader", "case")}
+    return pd.DataFrame({**codes, "test": design["test"], "truth": design["truth"], "rating": rating})
 
 
 # --------------------------------------------------------------------------- analysis
-def _counts(design: pd.DataFrame, test: str) -> dict:
-    part = design[design["test"] == test]
-    return {"n_readers": part["reader"].nunique(), "n_real": part.loc[~part["truth"], "case"].nunique(),
-            "n_synthetic": part.loc[part["truth"], "case"].nunique()}
+def _counts(design: pd.DataFrame) -> pd.DataFrame:
+    """Readers, real and synthetic images per test of `design` (0 where none)."""
+    g = design.groupby(["test", "truth"], observed=True)
+    cases = g["case"].nunique().unstack(fill_value=0).reindex(columns=[False, True], fill_value=0)
+    out = pd.DataFrame({"n_readers": design.groupby("test", observed=True)["reader"].nunique(), "n_real": cases[False],
+                        "n_synthetic": cases[True]})
+    return out.fillna(0).astype(int)
 
 
 def _run(design: pd.DataFrame, measure: str, alpha: float) -> tuple[dict | None, str]:
@@ -131,18 +144,20 @@ def mrmc_tables(
     """`mrmc`, `mrmc_difference`, `mrmc_components` and `verdict` for `ratings` (from
     `ratings_from_validated`), plus `mrmc_meta` (what was left out of the analysis)."""
     block, left = complete_block(ratings)
-    everything = block.assign(test=ALL)
+    everything = block.assign(test=pd.Categorical([ALL] * len(block)))
     by_generator = generator_design(block) if len(block) else everything.iloc[:0]
-    generators = sorted(block.loc[block["truth"], "generator"].unique()) if len(block) else []
+    generators = sorted(block.loc[block["truth"], "generator"].astype(str).unique()) if len(block) else []
+    analyses = [(everything, [ALL], ALL, _counts(everything)),
+                (by_generator, generators, "generators", _counts(by_generator))]
     rows, diffs, components = [], [], []
     for measure in MEASURES:
         method = f"{METHOD}; {RATINGS[measure]}"
-        for design, tests, analysis in ((everything, [ALL], ALL), (by_generator, generators, "generators")):
+        for design, tests, analysis, counts in analyses:
             result, why = _run(design, measure, alpha)
             if result is not None:
                 by_test = result["tests"].set_index(result["tests"]["test"].astype(str))
                 vc = result["variance_components"].iloc[0]
-                n_cases = design.groupby("test")["case"].nunique().mean()
+                n_cases = (counts["n_real"] + counts["n_synthetic"]).mean()
                 components.append({"measure": measure, "analysis": analysis,
                                    "n_readers": design["reader"].nunique(), "n_cases_per_test": float(n_cases),
                                    **{k: float(vc.get(k, np.nan)) for k in COMPONENT_KEYS}})
@@ -150,7 +165,9 @@ def mrmc_tables(
                     diffs.append({"measure": measure, "generator_a": str(d["test_a"]), "generator_b": str(d["test_b"]),
                                   **{k: float(d[k]) for k in DIFFERENCE_COLUMNS[3:]}})
             for test in tests:
-                row = {"measure": measure, "generator": test, **_counts(design, test),
+                n = counts.loc[test] if test in counts.index else {"n_readers": 0, "n_real": 0, "n_synthetic": 0}
+                row = {"measure": measure, "generator": test, **{k: int(n[k]) for k in ("n_readers", "n_real",
+                                                                                         "n_synthetic")},
                        "equivalence_margin": equivalence_margin, "method": method}
                 if result is not None and test in by_test.index:
                     t = by_test.loc[test]
