@@ -52,19 +52,25 @@ def _exclude_quick(request: HttpRequest) -> bool:
 
 
 def _gallery(per_image: pd.DataFrame) -> list[dict]:
-    """The synthetic images most and least often called real, and the real images least often called real."""
+    """The synthetic images most and least often called real (the top and bottom halves when there are
+    few), and the real images most often called synthetic (never-doubted ones left out)."""
     synthetic = per_image[per_image["truth"] == "synthetic"].sort_values(["share_called_real", "item"],
                                                                          ascending=[False, True])
-    real = per_image[per_image["truth"] == "real"].sort_values(["share_called_real", "item"])
+    real = per_image[(per_image["truth"] == "real") & (per_image["share_called_real"] < 1)]
+    real = real.sort_values(["share_called_real", "item"])
+    n_top = min(GALLERY_SIZE, (len(synthetic) + 1) // 2)
+    n_bottom = min(GALLERY_SIZE, len(synthetic) - n_top)
     groups = [
-        ("Most convincing synthetic images (most often called real)", synthetic.head(GALLERY_SIZE)),
+        ("Most convincing synthetic images (most often called real)", synthetic.head(n_top), True),
         ("Least convincing synthetic images (least often called real)",
-         synthetic.iloc[::-1].head(GALLERY_SIZE) if len(synthetic) > GALLERY_SIZE else synthetic.iloc[:0]),
-        ("Real images most often called synthetic", real.head(GALLERY_SIZE)),
+         synthetic.iloc[::-1].head(n_bottom), True),
+        ("Real images most often called synthetic", real.head(GALLERY_SIZE), False),
     ]
     return [{"title": title, "images": [
-        {"item": int(r.item), "generator": r.generator, "share": f"{r.share_called_real:.0%}",
-         "n_readers": int(r.n_readers)} for r in frame.itertuples()]} for title, frame in groups]
+        {"item": int(r.item), "generator": r.generator, "n_readers": int(r.n_readers),
+         "caption": (f"called real {r.share_called_real:.0%}" if synthetic_set
+                     else f"called synthetic {1 - r.share_called_real:.0%}")}
+        for r in frame.itertuples()]} for title, frame, synthetic_set in groups]
 
 
 def _planning(planning: pd.DataFrame) -> list[dict]:

@@ -337,3 +337,19 @@ def test_planning_section_is_framed_and_matches_the_planning_csv(client, study):
     assert [r["n_readers"] for r in body["tables"]["planning"] if r["goal"] == "equivalence"] == [6, 12]
     login(client, make_user("nosy"))
     assert client.get(f"/results/{study.pk}/planning/").status_code == 403
+
+
+def test_gallery_groups_split_the_synthetic_images_and_skip_undoubted_real_ones():
+    import pandas as pd
+
+    from readerstudy.results_views import _gallery
+
+    per_image = pd.DataFrame({
+        "item": range(1, 8), "truth": ["synthetic"] * 5 + ["real"] * 2, "generator": ["g"] * 5 + ["real"] * 2,
+        "n_readers": 4, "share_called_real": [0.25, 1.0, 0.5, 0.0, 0.75, 1.0, 0.25],
+    })
+    most, least, real = _gallery(per_image)
+    assert [i["item"] for i in most["images"]] == [2, 5, 3]
+    assert [i["item"] for i in least["images"]] == [4, 1]
+    assert [i["item"] for i in real["images"]] == [7]  # item 6 was never called synthetic
+    assert real["images"][0]["caption"] == "called synthetic 75%" and most["images"][0]["caption"] == "called real 100%"
