@@ -203,3 +203,23 @@ def test_descriptive_tables_are_labelled_honestly(strong):
 def test_bad_margin_is_refused():
     with pytest.raises(ValueError, match="equivalence_margin"):
         summarize(make_responses(n_readers=2), equivalence_margin=0.7)
+
+
+def test_readers_who_lean_towards_synthetic_without_telling_apart_are_not_called_distinguishing():
+    """The issue's example: 40 real and 110 synthetic images, readers who say "synthetic" 90% of the time
+    whatever the image. Pooled accuracy looks significant; the MRMC verdict does not fall for it."""
+    rng = np.random.default_rng(12)
+    n_readers, n_real, n_synthetic = 8, 40, 110
+    truth = np.array(["real"] * n_real + ["synthetic"] * n_synthetic)
+    r, i = np.repeat(np.arange(n_readers), len(truth)), np.tile(np.arange(len(truth)), n_readers)
+    data = pd.DataFrame({
+        "reader": [f"R{x}" for x in r], "image": i, "truth": truth[i], "generator": np.where(truth[i] == "real", "real",
+                                                                                            "diffusion"),
+        "label": "A", "answer": np.where(rng.random(len(r)) < 0.9, "synthetic", "real"),
+        "confidence": rng.integers(1, 6, len(r)), "seconds": 3.0,
+    })
+    out = summarize(data, n_bootstrap=0)
+    assert out["pooled"]["p_value"].iloc[0] < 1e-6  # the descriptive test, fooled by the lean
+    auc = out["mrmc"].set_index(["measure", "generator"]).loc[("auc", "all")]
+    assert abs(auc["estimate"] - 0.5) < 0.05 and auc["p_value"] > 0.05
+    assert out["verdict"]["verdict"].iloc[0] in ("inconclusive", "equivalent to chance within ±0.05")
