@@ -118,7 +118,7 @@ class StudyAdmin(admin.ModelAdmin):
     readonly_fields = ("state", "seed", "provenance", "created_at")
     fields = (
         "name", "state", "instructions", "confidence_min", "confidence_max", "confidence_labels",
-        "allow_revision", "equivalence_margin", "seed", "provenance", "created_at",
+        "allow_revision", "seed", "provenance", "created_at",
     )
     form = StudyChangeForm
     inlines = [StudyReaderInline]

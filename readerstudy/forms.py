@@ -128,12 +128,6 @@ class StudyChangeForm(forms.ModelForm):
         model = Study
         fields = "__all__"
 
-    def clean_equivalence_margin(self):
-        margin = self.cleaned_data.get("equivalence_margin")
-        if margin is not None and not 0 < margin < 0.5:
-            raise forms.ValidationError("The equivalence margin is a half-width around AUC 0.5: between 0 and 0.5.")
-        return margin
-
     def clean(self):
         data = super().clean()
         scale = {k: data[k] for k in ("confidence_min", "confidence_max", "confidence_labels") if k in data}

@@ -126,8 +126,7 @@ def study_summary(
     # Metrics can be computed at any time: never cached with the answers.
     tables = dict(tables)
     tables["metrics"] = study_generator_metrics(study=study)
-    tables["generators"] = generator_comparison(per_generator=tables["per_generator"], metrics=tables["metrics"],
-                                                mrmc=tables["mrmc"])
+    tables["generators"] = generator_comparison(per_generator=tables["per_generator"], metrics=tables["metrics"])
     return tables
 
 
@@ -196,20 +195,14 @@ def _number(value) -> float:
         return np.nan
 
 
-def generator_comparison(
-    *, per_generator: pd.DataFrame, metrics: pd.DataFrame, mrmc: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def generator_comparison(*, per_generator: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per synthetic generator (and image set): the readers' MRMC AUC with its interval, their
     fooled rate (share called real) and descriptive AUC beside FID, sFID, IS, precision and recall."""
-    readers = per_generator[per_generator["truth"] == "synthetic"][
-        ["generator", "n_images", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "share_called_real",
-         "share_called_real_ci_low", "share_called_real_ci_high", "auc", "auc_ci_low", "auc_ci_high"]
-    ].astype({"generator": str})
-    if mrmc is not None:
-        auc = mrmc[mrmc["measure"] == "auc"][["generator", "estimate", "ci_low", "ci_high", "p_value",
-                                              "p_equivalence"]].astype({"generator": str})
-        auc = auc.rename(columns={c: f"mrmc_auc{'' if c == 'estimate' else '_' + c}" for c in auc.columns[1:]})
-        readers = readers.merge(auc, on="generator", how="left")
+    columns = ["generator", "n_images", "n", "mrmc_auc", "mrmc_auc_ci_low", "mrmc_auc_ci_high", "accuracy",
+               "accuracy_ci_low", "accuracy_ci_high", "share_called_real", "share_called_real_ci_low",
+               "share_called_real_ci_high", "auc", "auc_ci_low", "auc_ci_high"]
+    synthetic = per_generator[per_generator["truth"] == "synthetic"]
+    readers = synthetic[[c for c in columns if c in synthetic.columns]].astype({"generator": str})
     merged = readers.merge(metrics.astype({"generator": str}), on="generator", how="outer")
     return merged.sort_values("generator").reset_index(drop=True)
 
@@ -239,10 +232,10 @@ def study_export_csv(
     if name not in exports.EXPORT_NAMES:
         raise ValueError(f"export {name!r}: expected one of {', '.join(exports.EXPORT_NAMES)}")
     filename = f"{slugify(study.name) or f'study-{study.pk}'}-{name}.csv"
+    if name == "planning":  # not part of the summary: worked out (and cached) on its own
+        return exports.to_csv(study_planning(study=study, exclude_quick=exclude_quick)), filename
     if name == "responses":
         frame = study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names)
-    elif name == "planning":
-        frame = study_planning(study=study, exclude_quick=exclude_quick)
     else:
         frame = study_summary(study=study, interval=interval, exclude_quick=exclude_quick)[name]
     return exports.to_csv(frame), filename

@@ -557,6 +557,13 @@ def summarize(
         "value": pd.Series([QUICK_SECONDS, exclude_quick, n_quick, n_quick if exclude_quick else 0], dtype=object)})
     tables["meta"] = pd.concat([tables["meta"], verdict.pop("mrmc_meta"), meta], ignore_index=True)
     tables.update(verdict, quick_answers=quick)
+    # Each generator's verdict numbers beside its fooled rate (real rows: the reference, no MRMC figure).
+    auc = verdict["mrmc"][verdict["mrmc"]["measure"] == "auc"].set_index("generator")
+    per_generator = tables["per_generator"]
+    synthetic = (per_generator["truth"] == "synthetic").to_numpy()
+    for column, source in (("mrmc_auc", "estimate"), ("mrmc_auc_ci_low", "ci_low"), ("mrmc_auc_ci_high", "ci_high")):
+        values = per_generator["generator"].map(auc[source]).to_numpy(float)
+        per_generator[column] = np.where(synthetic, values, np.nan)
     return tables
 
 

@@ -133,7 +133,7 @@ def test_change_form_refuses_labels_that_do_not_fit_the_scale(staff_client):
     study = make_study()
     url = reverse("admin:readerstudy_study_change", args=[study.pk])
     post = {"name": study.name, "instructions": "x", "confidence_min": "1", "confidence_max": "3",
-            "confidence_labels": '["a", "b"]', "equivalence_margin": "0.05", "studyreader_set-TOTAL_FORMS": "0",
+            "confidence_labels": '["a", "b"]', "studyreader_set-TOTAL_FORMS": "0",
             "assignments-TOTAL_FORMS": "0", "assignments-INITIAL_FORMS": "0"}
     page = staff_client.post(url, post)
     assert page.status_code == 200 and "2 labels for the 3 levels 1..3" in page.content.decode()

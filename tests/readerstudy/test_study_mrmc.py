@@ -198,6 +198,11 @@ def test_descriptive_tables_are_labelled_honestly(strong):
     assert gen["note"].str.contains("ignores reader and image clustering").all()
     assert "ignoring reader and image clustering" in out["pooled"]["note"].iloc[0]
     assert out["per_reader"]["note"].str.contains("ignores image clustering").all()
+    mrmc_auc = out["mrmc"][out["mrmc"]["measure"] == "auc"].set_index("generator")
+    for row in synthetic.itertuples():
+        assert (row.mrmc_auc, row.mrmc_auc_ci_low, row.mrmc_auc_ci_high) == tuple(
+            mrmc_auc.loc[row.generator, ["estimate", "ci_low", "ci_high"]])
+    assert gen.loc[gen["truth"] == "real", "mrmc_auc"].isna().all()
 
 
 def test_bad_margin_is_refused():
