@@ -232,12 +232,11 @@ def study_export_csv(
     if name not in exports.EXPORT_NAMES:
         raise ValueError(f"export {name!r}: expected one of {', '.join(exports.EXPORT_NAMES)}")
     filename = f"{slugify(study.name) or f'study-{study.pk}'}-{name}.csv"
-    if name == "planning":  # not part of the summary: worked out (and cached) on its own
-        return exports.to_csv(study_planning(study=study, exclude_quick=exclude_quick)), filename
     if name == "responses":
         frame = study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names)
     else:
-        frame = study_summary(study=study, interval=interval, exclude_quick=exclude_quick)[name]
+        frame = (study_planning(study=study, exclude_quick=exclude_quick) if name == "planning"  # worked out apart
+                 else study_summary(study=study, interval=interval, exclude_quick=exclude_quick)[name])
     return exports.to_csv(frame), filename
 
 
