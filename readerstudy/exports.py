@@ -15,7 +15,7 @@ import pandas as pd
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Summary tables offered for download, with the file name each is written under.
 SUMMARY_TABLES = (
-    "pooled", "per_reader", "per_generator", "per_label", "per_image", "generators", "confidence", "tests",
+    "verdict", "mrmc", "mrmc_difference", "mrmc_components", "planning", "quick_answers", "meta", "pooled", "per_reader", "per_generator", "per_label", "per_image", "generators", "confidence", "tests",
     "calibration", "score_distribution", "reading_time", "agreement", "pairwise_kappa", "consistency", "roc",
 )
 EXPORT_NAMES = ("responses",) + SUMMARY_TABLES

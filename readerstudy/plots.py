@@ -1,6 +1,6 @@
 """Server-side figures of a reader study (matplotlib, Agg backend, no pyplot state): PNG or SVG bytes.
 
-- `forest_plot`: per-reader accuracy with 95% intervals, the pooled accuracy and chance (0.5);
+- `forest_plot`: per-reader AUC with intervals beside the MRMC AUC of each generator and its interval;
 - `confidence_plot`: how real and synthetic images were answered, from "surely real" to "surely AI";
 - `roc_plot`: the confidence-weighted ROC curves, pooled and per reader, with the diagonal of chance;
 - `calibration_plot`: accuracy at each confidence level with intervals.
@@ -42,24 +42,43 @@ def _empty(fig: Figure, ax, text: str) -> Figure:
     return fig
 
 
-def forest_plot(per_reader: pd.DataFrame, pooled: pd.DataFrame | None = None) -> Figure:
-    """Per-reader accuracy (points) with 95% intervals (bars), pooled accuracy and chance as lines."""
-    n = len(per_reader)
-    fig = Figure(figsize=(7, max(2.5, min(0.22 * n, 14.0) + 1.2)))
+def forest_plot(per_reader: pd.DataFrame, mrmc: pd.DataFrame | None = None) -> Figure:
+    """Each reader's AUC (points, bootstrap intervals over images) and, below them, the MRMC AUC of all
+    synthetic images and of each generator with its interval (diamonds, random readers and images);
+    the MRMC interval of all synthetic images is also a band behind the readers, chance a dashed line."""
+    auc = mrmc[mrmc["measure"] == "auc"] if mrmc is not None and len(mrmc) else pd.DataFrame()
+    n, k = len(per_reader), len(auc)
+    fig = Figure(figsize=(7, max(2.5, min(0.22 * (n + k), 14.0) + 1.4)))
     ax = fig.add_subplot()
     if n == 0:
         return _empty(fig, ax, "No answers yet")
-    y = np.arange(n)[::-1]
-    acc = per_reader["accuracy"].to_numpy(float)
-    low, high = per_reader["accuracy_ci_low"].to_numpy(float), per_reader["accuracy_ci_high"].to_numpy(float)
-    ax.errorbar(acc, y, xerr=[acc - low, high - acc], fmt="o", color="#333", ecolor="#888", capsize=2, ms=4)
+    y = np.arange(n)[::-1] + k + 1
+    est = per_reader["auc"].to_numpy(float)
+    low, high = per_reader["auc_ci_low"].to_numpy(float), per_reader["auc_ci_high"].to_numpy(float)
+    low, high = np.where(np.isnan(low), est, low), np.where(np.isnan(high), est, high)
+    ax.errorbar(est, y, xerr=[est - low, high - est], fmt="o", color="#333", ecolor="#888", capsize=2, ms=4,
+                label="reader AUC (interval over images)")
+    labels = list(per_reader["reader"].astype(str))
+    ticks = list(y)
+    overall = auc[auc["generator"] == "all"] if k else auc
+    if len(overall) and np.isfinite(overall["ci_low"].iloc[0]):
+        ax.axvspan(overall["ci_low"].iloc[0], overall["ci_high"].iloc[0], color=POOLED, alpha=0.12,
+                   label="MRMC 95% interval, all synthetic")
+    for j, row in enumerate(auc.itertuples()):
+        yy = k - j
+        ticks.append(yy)
+        if np.isfinite(row.estimate):
+            ax.errorbar([row.estimate], [yy], xerr=[[row.estimate - row.ci_low], [row.ci_high - row.estimate]],
+                        fmt="D", color=POOLED, ecolor=POOLED, capsize=3, ms=6, label="MRMC AUC (95% interval)" if j == 0
+                        else None)
+            labels.append(f"MRMC: {row.generator}")
+        else:
+            labels.append(f"MRMC: {row.generator} (not estimable)")
     ax.axvline(0.5, color="#999", ls="--", lw=1, label="chance (0.5)")
-    if pooled is not None and len(pooled) and not np.isnan(pooled["accuracy"].iloc[0]):
-        ax.axvline(pooled["accuracy"].iloc[0], color=POOLED, lw=1.2, label="pooled accuracy")
-    ax.set_yticks(y, per_reader["reader"].astype(str), fontsize=8 if n <= 60 else 6)
+    ax.set_yticks(ticks, labels, fontsize=8 if n <= 60 else 6)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("Accuracy (95% interval)")
-    ax.set_title("Accuracy per reader")
+    ax.set_xlabel("AUC: synthetic told from real (0.5 = chance)")
+    ax.set_title("Reader AUCs and the multi-reader multi-case AUC")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return fig
 
@@ -144,7 +163,7 @@ def calibration_plot(calibration: pd.DataFrame) -> Figure:
 def study_plot(name: str, tables: dict[str, pd.DataFrame]) -> Figure:
     """The figure `name` (one of PLOTS) from summarize's tables."""
     if name == "forest":
-        return forest_plot(tables["per_reader"], tables.get("pooled"))
+        return forest_plot(tables["per_reader"], tables.get("mrmc"))
     if name == "confidence":
         return confidence_plot(tables["score_distribution"])
     if name == "roc":

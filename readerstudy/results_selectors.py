@@ -17,17 +17,18 @@ from django.db.models import Count, Max, Q, Sum
 from django.utils.text import slugify
 
 from evaluation.models import MetricResult
-from readerstudy import exports, stats
+from readerstudy import exports, stats, study_mrmc
 from readerstudy.models import ImageSet, ItemFlag, Response, Study, StudyItem, StudyReader
-from readerstudy.models import ImageSet, Response, Study, StudyItem, StudyReader
 from readerstudy.services.audit import confound_audit_meta
 
 METRIC_KEYS = ["fid", "sfid", "is_mean", "is_std", "precision", "recall", "kid_mean", "kid_std", "density", "coverage"]
 EXPORT_COLUMNS = [
     "study", "reader", "item", "image_id", "role", "truth", "generator", "label", "answer", "confidence",
-    "seconds", "shown_at", "answered_at", "revised_at",
+    "seconds", "active_seconds", "shown_at", "answered_at", "revised_at",
 ]
 SUMMARY_CACHE_SECONDS = 24 * 3600
+# Readers the planning table is worked out for (plan_study takes any); each costs seconds (equivalence power).
+PLANNING_READERS = (3, 5, 8, 10, 15, 20, 25)
 
 
 def study_responses_frame(
@@ -50,16 +51,18 @@ def study_responses_frame(
              .values_list("pk", "image_id", "role", "truth", "generator", "label")),
         columns=["item", "image_id", "role", "truth", "generator", "label"],
     )
-    fields = ["assignment_id", "item_id", "answer", "confidence", "seconds"]
+    fields = ["assignment_id", "item_id", "answer", "confidence", "seconds", "active_seconds"]
     times = ["shown_at", "answered_at", "revised_at"] if timestamps else []
     query = Response.objects.filter(assignment_id__in=readers["assignment"].tolist()).values_list(*fields, *times)
     # Raw rows, no per-row ORM work (10^5 rows); timestamps are parsed below, vectorised, as UTC
     # (SQLite gives naive UTC text, PostgreSQL aware datetimes).
-    sql, params = query.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        records = cursor.fetchall()
-    columns = ["assignment", "item", "answer", "confidence", "seconds", *times]
+    records = []
+    if len(readers):  # no readers: an empty IN () that the ORM cannot even render as SQL
+        sql, params = query.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            records = cursor.fetchall()
+    columns = ["assignment", "item", "answer", "confidence", "seconds", "active_seconds", *times]
     answers = pd.DataFrame.from_records(records, columns=columns)
     for col in times:
         answers[col] = pd.to_datetime(answers[col], utc=True, format="ISO8601")
@@ -72,13 +75,18 @@ def study_responses_frame(
     for col in ("item", "image_id", "confidence"):
         out[col] = out[col].astype("int64")
     out["seconds"] = out["seconds"].astype(float)
+    out["active_seconds"] = out["active_seconds"].astype(float)
     return out
 
 
 def stats_input(responses: pd.DataFrame) -> pd.DataFrame:
     """The responses frame shaped as `readerstudy.stats.summarize` expects it: `image` is the study
-    item (unique among main items even if one image file were used twice)."""
-    return responses.rename(columns={"item": "image"})[stats.COLUMNS]
+    item (unique among main items even if one image file were used twice); `seconds` is the reading
+    time with the clock stopped while the page was hidden (`active_seconds`) where the page sent it,
+    else the server's time from first showing to answer."""
+    frame = responses.rename(columns={"item": "image"})
+    frame = frame.assign(seconds=frame["active_seconds"].fillna(frame["seconds"]))
+    return frame[stats.COLUMNS]
 
 
 def summary_fingerprint(*, study: Study) -> str:
@@ -93,15 +101,22 @@ def summary_fingerprint(*, study: Study) -> str:
 
 
 def study_summary(
-    *, study: Study, interval: str = "wilson", n_bootstrap: int = 1000, seed: int = 0
+    *, study: Study, interval: str = "wilson", n_bootstrap: int = 1000, seed: int = 0, exclude_quick: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """`stats.summarize` of the study's main items, plus `consistency` (repeats) and `generators`
-    (readers' numbers beside the automatic metrics). Cached until an answer is given or revised."""
-    key = f"readerstudy:results:{study.pk}:{summary_fingerprint(study=study)}:{interval}:{n_bootstrap}:{seed}"
+    (readers' numbers beside the automatic metrics). Cached until an answer is given or revised.
+
+    The verdict tables (`mrmc`, `mrmc_difference`, `verdict`, `planning`) use the study's equivalence
+    margin; `exclude_quick` leaves out answers faster than `stats.QUICK_SECONDS` (recorded in `meta`).
+    """
+    margin = float(study.equivalence_margin)
+    key = (f"readerstudy:results:{study.pk}:{summary_fingerprint(study=study)}:{interval}:{n_bootstrap}:{seed}:"
+           f"{margin!r}:{int(exclude_quick)}")
     tables = cache.get(key)
     if tables is None:
         responses = study_responses_frame(study=study, timestamps=False)
-        tables = stats.summarize(stats_input(responses), interval=interval, n_bootstrap=n_bootstrap, seed=seed)
+        tables = stats.summarize(stats_input(responses), interval=interval, n_bootstrap=n_bootstrap, seed=seed,
+                                 equivalence_margin=margin, exclude_quick=exclude_quick)
         firsts = responses.drop_duplicates("item")
         image_of_item = pd.Series(firsts["image_id"].to_numpy(), index=firsts["item"].astype(str))
         per_image = tables["per_image"].rename(columns={"image": "item"})
@@ -115,6 +130,22 @@ def study_summary(
     tables["generators"] = generator_comparison(per_generator=tables["per_generator"], metrics=tables["metrics"])
     tables["meta"] = pd.concat([tables["meta"], confound_audit_meta(audit=study.confound_audit)], ignore_index=True)
     return tables
+
+
+def study_planning(*, study: Study, exclude_quick: bool = False) -> pd.DataFrame:
+    """Readers x images for 80% power from the study's MRMC variance components (an AUC difference of
+    0.05 between two generators; equivalence to chance within the study's margin), for
+    `PLANNING_READERS`. Cached like the summary; seconds to compute the first time."""
+    margin = float(study.equivalence_margin)
+    key = (f"readerstudy:planning:{study.pk}:{summary_fingerprint(study=study)}:{margin!r}:{int(exclude_quick)}:"
+           f"{PLANNING_READERS}")
+    table = cache.get(key)
+    if table is None:
+        # The page's own summary (same defaults), so the framed planning section finds it cached.
+        components = study_summary(study=study, exclude_quick=exclude_quick)["mrmc_components"]
+        table = study_mrmc.planning_table(components, equivalence_margin=margin, readers=PLANNING_READERS)
+        cache.set(key, table, SUMMARY_CACHE_SECONDS)
+    return table
 
 
 def study_repeat_pairs(*, study: Study) -> pd.DataFrame:
@@ -167,12 +198,13 @@ def _number(value) -> float:
 
 
 def generator_comparison(*, per_generator: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per synthetic generator (and image set): readers' accuracy, share called real and AUC
-    beside FID, sFID, IS, precision and recall."""
-    readers = per_generator[per_generator["truth"] == "synthetic"][
-        ["generator", "n_images", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "share_called_real",
-         "share_called_real_ci_low", "share_called_real_ci_high", "auc", "auc_ci_low", "auc_ci_high"]
-    ].astype({"generator": str})
+    """One row per synthetic generator (and image set): the readers' MRMC AUC with its interval, their
+    fooled rate (share called real) and descriptive AUC beside FID, sFID, IS, precision and recall."""
+    columns = ["generator", "n_images", "n", "mrmc_auc", "mrmc_auc_ci_low", "mrmc_auc_ci_high", "accuracy",
+               "accuracy_ci_low", "accuracy_ci_high", "share_called_real", "share_called_real_ci_low",
+               "share_called_real_ci_high", "auc", "auc_ci_low", "auc_ci_high"]
+    synthetic = per_generator[per_generator["truth"] == "synthetic"]
+    readers = synthetic[[c for c in columns if c in synthetic.columns]].astype({"generator": str})
     merged = readers.merge(metrics.astype({"generator": str}), on="generator", how="outer")
     return merged.sort_values("generator").reset_index(drop=True)
 
@@ -196,7 +228,7 @@ EXPORT_ROLES = (StudyItem.Role.MAIN, StudyItem.Role.REPEAT)
 
 
 def study_export_csv(
-    *, study: Study, name: str, interval: str = "wilson", real_names: bool = False
+    *, study: Study, name: str, interval: str = "wilson", real_names: bool = False, exclude_quick: bool = False,
 ) -> tuple[str, str]:
     """(CSV text, file name) of one export: "responses" or a summary table (`exports.EXPORT_NAMES`)."""
     if name not in exports.EXPORT_NAMES:
@@ -208,15 +240,20 @@ def study_export_csv(
         frame = with_flags(study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names),
                            study=study, real_names=real_names)
     else:
-        frame = study_summary(study=study, interval=interval)[name]
+        frame = (study_planning(study=study, exclude_quick=exclude_quick) if name == "planning"  # worked out apart
+                 else study_summary(study=study, interval=interval, exclude_quick=exclude_quick)[name])
     return exports.to_csv(frame), filename
 
 
-def study_export_files(*, study: Study, interval: str = "wilson", real_names: bool = False) -> dict[str, str]:
+def study_export_files(
+    *, study: Study, interval: str = "wilson", real_names: bool = False, exclude_quick: bool = False,
+) -> dict[str, str]:
     """File name -> CSV text of the raw responses and every summary table, for `export_results`."""
     responses = with_flags(study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names),
                            study=study, real_names=real_names)
-    return exports.csv_files(responses=responses, tables=study_summary(study=study, interval=interval))
+    tables = study_summary(study=study, interval=interval, exclude_quick=exclude_quick)
+    tables["planning"] = study_planning(study=study, exclude_quick=exclude_quick)
+    return exports.csv_files(responses=responses, tables=tables)
 
 
 def with_flags(responses: pd.DataFrame, *, study: Study, real_names: bool = False) -> pd.DataFrame:

@@ -8,16 +8,23 @@ Images"): readers answer "real" or "AI-generated" with a confidence for each ima
 `summarize(responses)` takes one row per response with the columns
 `reader, image, truth, generator, label, answer, confidence, seconds` and returns named tables:
 
-- `pooled`, `per_reader`, `per_generator`, `per_label`, `per_image`: accuracy with a 95% Wilson
-  (or Clopper-Pearson) interval and an exact two-sided binomial test against 0.5, sensitivity
-  (synthetic called synthetic), specificity (real called real), the share called real, and the
-  confidence-weighted ROC AUC with a bootstrap interval;
+- `mrmc`, `mrmc_difference`, `mrmc_components`, `verdict`: the study's answer, by multi-reader
+  multi-case analysis (random readers and random images; `readerstudy.study_mrmc`): AUC and balanced
+  accuracy per generator with intervals, tests against chance and for equivalence within the study's
+  margin, generator-vs-generator differences, and the variance components a next study is planned from
+  (`study_mrmc.planning_table`);
+- `pooled`, `per_reader`, `per_generator`, `per_label`, `per_image`: descriptive statistics. Accuracy
+  with a 95% Wilson (or Clopper-Pearson) interval and an exact two-sided binomial test against 0.5
+  (these treat every response as independent, ignoring reader and image clustering; the `note`
+  columns say so), sensitivity, specificity, the share called real (per generator: the *fooled
+  rate*, with no test against 0.5), and the confidence-weighted ROC AUC with a bootstrap interval;
 - `confidence`, `tests`, `calibration`, `score_distribution`, `reading_time`: confidence by truth,
   answer and correctness, Mann-Whitney U tests, accuracy per confidence level, the answers and
   confidences given to real and to synthetic images, median reading times;
 - `roc`: the ROC curve points (pooled and per reader);
 - `agreement`, `pairwise_kappa`: Fleiss' kappa, Krippendorff's alpha and pairwise Cohen's kappa;
-- `meta`: how the numbers were made (interval, bootstrap, seed, score).
+- `quick_answers`: answers faster than `QUICK_SECONDS` per reader (`exclude_quick=True` leaves them out);
+- `meta`: how the numbers were made (interval, bootstrap, seed, score, margin, quick answers).
 
 The ROC score is ordinal: each answer with its confidence becomes one level from "surely real"
 (answer real, highest confidence) to "surely AI-generated" (answer synthetic, highest confidence);
@@ -39,12 +46,15 @@ from scipy import stats as sps
 from statsmodels.stats.inter_rater import fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
+from readerstudy import study_mrmc
+
 try:  # comes with scikit-learn; without it BLAS keeps its own thread count
     from threadpoolctl import threadpool_limits
 except ImportError:  # pragma: no cover
     threadpool_limits = None
 
 COLUMNS = ["reader", "image", "truth", "generator", "label", "answer", "confidence", "seconds"]
+QUICK_SECONDS = 0.5  # an answer faster than this is flagged: too fast to have looked at the image
 CLASSES = ("real", "synthetic")
 INTERVALS = {"wilson": "wilson", "clopper-pearson": "beta"}
 ALPHA = 0.05
@@ -497,20 +507,64 @@ def _mann_whitney(a: pd.Series, b: pd.Series, test: str, name_a: str, name_b: st
 
 
 # --------------------------------------------------------------------------- public
+def mrmc_ratings(responses: pd.DataFrame) -> pd.DataFrame:
+    """The MRMC ratings of `responses` (see `study_mrmc.ratings_from_validated`): one ordinal rating per
+    answer and confidence, synthetic positive. Shared by `summarize`, `plan_study` and the results page."""
+    return study_mrmc.ratings_from_validated(validate(responses))
+
+
+def quick_answers(df: pd.DataFrame, *, excluded: bool = False) -> pd.DataFrame:
+    """Per reader of a validated frame: answers given faster than `QUICK_SECONDS` (missing times never count)."""
+    quick = (df["seconds"] < QUICK_SECONDS).to_numpy()
+    out = pd.DataFrame({"reader": df["reader"], "quick": quick}).groupby("reader", observed=True, sort=True).agg(
+        n=("quick", "size"), n_quick=("quick", "sum")).reset_index()
+    out["reader"] = out["reader"].astype(str)
+    out["share_quick"] = _ratio(out["n_quick"], out["n"])
+    out["threshold_seconds"] = QUICK_SECONDS
+    out["excluded"] = excluded
+    return out[["reader", "n", "n_quick", "share_quick", "threshold_seconds", "excluded"]]
+
+
 def summarize(
-    responses: pd.DataFrame, *, interval: str = "wilson", n_bootstrap: int = 1000, seed: int = 0
+    responses: pd.DataFrame, *, interval: str = "wilson", n_bootstrap: int = 1000, seed: int = 0,
+    equivalence_margin: float = 0.05, exclude_quick: bool = False,
 ) -> dict[str, pd.DataFrame]:
-    """All reader-study tables for `responses` (one row per response; see the module docstring)."""
+    """All reader-study tables for `responses` (one row per response; see the module docstring).
+
+    `equivalence_margin`: half-width around AUC 0.5 of the equivalence test; `exclude_quick`: leave out
+    answers faster than `QUICK_SECONDS` (they are counted per reader in `quick_answers` either way).
+    """
     if interval not in INTERVALS:
         raise ValueError(f"interval={interval!r}: expected one of {', '.join(INTERVALS)}")
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap={n_bootstrap}: expected 0 (no intervals) or more")
+    if not 0 < equivalence_margin < 0.5:
+        raise ValueError(f"equivalence_margin={equivalence_margin}: expected a number between 0 and 0.5")
     df = validate(responses)
+    quick = quick_answers(df, excluded=exclude_quick)
+    n_quick = int(quick["n_quick"].sum())
+    if exclude_quick and n_quick:
+        kept = pd.to_numeric(responses["seconds"], errors="coerce").to_numpy(float)
+        df = validate(responses[~(kept < QUICK_SECONDS)])  # a fresh frame: no trace of the excluded answers
     # One BLAS thread: these matrices are small enough that extra threads only contend with the other
     # requests and workers of the server (measured 2-3x faster under load on a 2-core machine).
     limit = threadpool_limits(limits=1, user_api="blas") if threadpool_limits else contextlib.nullcontext()
     with limit:
-        return _summarize(df, interval=interval, n_bootstrap=n_bootstrap, seed=seed)
+        tables = _summarize(df, interval=interval, n_bootstrap=n_bootstrap, seed=seed)
+        verdict = study_mrmc.mrmc_tables(study_mrmc.ratings_from_validated(df), equivalence_margin=equivalence_margin)
+    meta = pd.DataFrame({
+        "key": ["quick_threshold_seconds", "exclude_quick_answers", "n_quick_answers", "n_quick_excluded"],
+        "value": pd.Series([QUICK_SECONDS, exclude_quick, n_quick, n_quick if exclude_quick else 0], dtype=object)})
+    tables["meta"] = pd.concat([tables["meta"], verdict.pop("mrmc_meta"), meta], ignore_index=True)
+    tables.update(verdict, quick_answers=quick)
+    # Each generator's verdict numbers beside its fooled rate (real rows: the reference, no MRMC figure).
+    auc = verdict["mrmc"][verdict["mrmc"]["measure"] == "auc"].set_index("generator")
+    per_generator = tables["per_generator"]
+    synthetic = (per_generator["truth"] == "synthetic").to_numpy()
+    for column, source in (("mrmc_auc", "estimate"), ("mrmc_auc_ci_low", "ci_low"), ("mrmc_auc_ci_high", "ci_high")):
+        values = per_generator["generator"].map(auc[source]).to_numpy(float)
+        per_generator[column] = np.where(synthetic, values, np.nan)
+    return tables
 
 
 def _summarize(df: pd.DataFrame, *, interval: str, n_bootstrap: int, seed: int) -> dict[str, pd.DataFrame]:
@@ -531,7 +585,8 @@ def _summarize(df: pd.DataFrame, *, interval: str, n_bootstrap: int, seed: int) 
     pooled["note"] = _join_notes(
         np.where(empty, "no responses yet", pooled["note"].fillna("")),
         _note(~empty & pooled["auc"].isna(), "AUC needs both real and synthetic images"),
-        _note(~empty, "pooled test treats responses as independent"),
+        _note(~empty, "descriptive: the interval and test treat every response as independent, ignoring "
+                      "reader and image clustering; the verdict is the MRMC analysis"),
     )
     # Per reader.
     per_reader = _accuracy_table(df, ["reader"], interval).reset_index()
@@ -540,7 +595,9 @@ def _summarize(df: pd.DataFrame, *, interval: str, n_bootstrap: int, seed: int) 
     else:
         per_reader[["auc", "auc_ci_low", "auc_ci_high"]] = np.nan
     per_reader["note"] = _join_notes(per_reader["note"], _note(per_reader["auc"].isna(), "AUC needs both classes"),
-                                     _note(per_reader["accuracy"] == 1.0, "every answer right"))
+                                     _note(per_reader["accuracy"] == 1.0, "every answer right"),
+                                     _note(per_reader["n"] > 0, "descriptive: this reader on these images; the "
+                                           "interval ignores image clustering and says nothing of other readers"))
     # Per generator: the share of each generator's images called real; AUC against all real images.
     per_generator = _accuracy_table(df, ["generator", "truth"], interval)
     n_images = df.groupby(["generator", "truth"], observed=True)["image"].nunique()
@@ -548,15 +605,23 @@ def _summarize(df: pd.DataFrame, *, interval: str, n_bootstrap: int, seed: int) 
     per_generator = per_generator.reset_index()
     auc_cols(per_generator, [("generator", g) if t == "synthetic" else None
                              for g, t in zip(per_generator["generator"], per_generator["truth"])])
+    # One class per row: "accuracy" is sensitivity or specificity, and a test of it against 0.5 would
+    # reward readers who merely lean towards one answer. The figure is the fooled rate, untested.
+    per_generator = per_generator.drop(columns="p_value")
     per_generator["note"] = _join_notes(
-        _note(per_generator["truth"] == "real", "real images: accuracy is specificity; the AUC reference"),
+        _note(per_generator["truth"] == "synthetic", "fooled rate: share of these synthetic images called real; "
+              "descriptive, no test against 0.5 (see mrmc for the verdict)"),
+        _note(per_generator["truth"] == "real", "real images: share called real is specificity; the AUC reference"),
         _note((per_generator["truth"] == "synthetic") & per_generator["auc"].isna(), "AUC needs real images too"),
+        _note(np.ones(len(per_generator), dtype=bool), "interval ignores reader and image clustering"),
     )
     # Per label.
     per_label = _accuracy_table(df, ["label"], interval).reset_index()
     auc_cols(per_label, [("label", lab) for lab in per_label["label"]])
     per_label["note"] = _join_notes(per_label["note"],
-                                    _note(per_label["auc"].isna(), "AUC needs both classes in this label"))
+                                    _note(per_label["auc"].isna(), "AUC needs both classes in this label"),
+                                    _note(per_label["n"] > 0, "descriptive: interval and test ignore reader and "
+                                          "image clustering"))
     # Per image.
     per_image = _group_counts(df, ["image", "truth", "generator", "label"]).reset_index()
     per_image = per_image.rename(columns={"n": "n_readers"})

@@ -102,6 +102,30 @@ def test_export_results_command_writes_every_file(tmp_path, study):
 
 
 @pytest.mark.django_db
+def test_export_results_writes_the_verdict_tables_and_records_the_options(tmp_path, study):
+    Response.objects.filter(pk=Response.objects.filter(item__role="main").order_by("pk").first().pk).update(
+        active_seconds=0.1)
+    call_command("export_results", study.name, "--out", str(tmp_path), "--exclude-quick")
+    mrmc = read_csv((tmp_path / "mrmc.csv").read_text())
+    assert list(mrmc[0]) == ["measure", "generator", "estimate", "ci_low", "ci_high", "se", "df", "p_value",
+                             "n_readers", "n_real", "n_synthetic", "equivalence_margin", "p_equivalence", "method"]
+    assert [(r["measure"], r["generator"]) for r in mrmc] == [
+        ("auc", "all"), ("auc", "diffusion"), ("balanced_accuracy", "all"), ("balanced_accuracy", "diffusion")]
+    assert read_csv((tmp_path / "mrmc_difference.csv").read_text()) == []  # one generator: no pair
+    assert (tmp_path / "mrmc_difference.csv").read_text().startswith(
+        "measure,generator_a,generator_b,difference,ci_low,ci_high,se,df,p_value")
+    planning = read_csv((tmp_path / "planning.csv").read_text())
+    assert {r["goal"] for r in planning} == {"difference", "equivalence"}
+    meta = {r["key"]: r["value"] for r in read_csv((tmp_path / "meta.csv").read_text())}
+    assert meta["exclude_quick_answers"] == "True" and meta["n_quick_excluded"] == "1"
+    assert meta["equivalence_margin"] == "0.05"
+    quick = read_csv((tmp_path / "quick_answers.csv").read_text())
+    assert sum(int(r["n_quick"]) for r in quick) == 1
+    verdict = read_csv((tmp_path / "verdict.csv").read_text())
+    assert verdict[0]["generator"] == "all" and verdict[0]["sentence"]
+
+
+@pytest.mark.django_db
 def test_formula_in_stored_names_is_neutralised_in_every_export(tmp_path):
     real = make_image_set(n=2, kind="real", labels=("-label",))
     fake = make_image_set(n=2, kind="synthetic", generator="=HYPERLINK(\"http://evil\")", labels=("@x",))

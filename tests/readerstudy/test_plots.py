@@ -27,19 +27,30 @@ def test_every_plot_renders_png_and_svg_even_without_answers(name, tables, empty
     assert plots.render(plots.study_plot(name, tables), "svg") == plots.render(plots.study_plot(name, tables), "svg")
 
 
-def test_forest_plot_shows_each_reader_with_its_interval(tables):
-    fig = plots.forest_plot(tables["per_reader"], tables["pooled"])
+def test_forest_plot_shows_reader_aucs_and_the_mrmc_intervals(tables):
+    fig = plots.forest_plot(tables["per_reader"], tables["mrmc"])
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
-    assert sorted(labels) == sorted(tables["per_reader"]["reader"].astype(str))
-    points = ax.lines[0].get_xdata()
-    np.testing.assert_allclose(points, tables["per_reader"]["accuracy"])
-    # The error bars span exactly the Wilson intervals.
-    segments = ax.collections[0].get_segments()
-    lows = [min(s[:, 0]) for s in segments]
-    highs = [max(s[:, 0]) for s in segments]
-    np.testing.assert_allclose(lows, tables["per_reader"]["accuracy_ci_low"])
-    np.testing.assert_allclose(highs, tables["per_reader"]["accuracy_ci_high"])
+    auc = tables["mrmc"][tables["mrmc"]["measure"] == "auc"]
+    assert labels == list(tables["per_reader"]["reader"].astype(str)) + [f"MRMC: {g}" for g in auc["generator"]]
+    readers, *diamonds = [c for c in ax.containers]
+    np.testing.assert_allclose(readers.lines[0].get_xdata(), tables["per_reader"]["auc"])
+    segments = readers.lines[2][0].get_segments()
+    np.testing.assert_allclose([min(s[:, 0]) for s in segments], tables["per_reader"]["auc_ci_low"])
+    np.testing.assert_allclose([max(s[:, 0]) for s in segments], tables["per_reader"]["auc_ci_high"])
+    # One diamond per MRMC row, spanning exactly its interval.
+    assert len(diamonds) == len(auc)
+    for container, row in zip(diamonds, auc.itertuples()):
+        assert container.lines[0].get_xdata()[0] == pytest.approx(row.estimate)
+        seg = container.lines[2][0].get_segments()[0]
+        assert (min(seg[:, 0]), max(seg[:, 0])) == pytest.approx((row.ci_low, row.ci_high))
+
+
+def test_forest_plot_of_one_reader_says_the_mrmc_is_not_estimable():
+    one = summarize(make_responses(n_readers=1, n_images=20, seed=4), n_bootstrap=20)
+    ax = plots.forest_plot(one["per_reader"], one["mrmc"]).axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == "R00" and "MRMC: all (not estimable)" in labels
 
 
 def test_roc_plot_draws_the_table_curve(tables):

@@ -33,11 +33,13 @@ def answer_study(study, *, seed=0, roles=("main", "repeat", "practice"), skip_la
 
 
 @pytest.fixture(autouse=True)
-def _fast_and_fresh(settings):
-    """Cheap password hashing (users are made per test) and no summary cached by an earlier test."""
+def _fast_and_fresh(settings, monkeypatch):
+    """Cheap password hashing (users are made per test), planning for two reader counts only (each costs
+    seconds) and no summary cached by an earlier test."""
     from django.core.cache import cache
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    monkeypatch.setattr(results_selectors, "PLANNING_READERS", (6, 12))
     cache.clear()
     yield
     cache.clear()
@@ -151,6 +153,8 @@ def test_metrics_beside_readers_newest_whole_set_row(client, study):
     assert row["fid"] == 12.5 and row["sfid"] == 7.0 and row["precision"] == 0.6 and row["status"] == "uncalibrated"
     readers = tables["per_generator"].set_index("generator").loc["diffusion"]
     assert row["share_called_real"] == readers["share_called_real"] and row["auc"] == readers["auc"]
+    mrmc = tables["mrmc"].set_index(["measure", "generator"]).loc[("auc", "diffusion")]
+    assert (row["mrmc_auc"], row["mrmc_auc_ci_low"]) == (mrmc["estimate"], mrmc["ci_low"])
     login(client, make_user(staff=True))
     html = client.get(f"/results/{study.pk}/").content.decode()
     assert "uncalibrated" in html and "12.500" in html
@@ -200,3 +204,137 @@ def test_cached_summary_follows_an_answer_edited_in_place(study):
     after = results_selectors.study_summary(study=study, n_bootstrap=20)
     change = 1 if response.answer == response.item.truth else -1
     assert after["pooled"]["correct"].iloc[0] == before["pooled"]["correct"].iloc[0] + change
+
+
+# ---------------------------------------------------------------- the verdict, the gallery, quick answers
+@pytest.mark.django_db
+def test_page_leads_with_the_verdict_in_words_and_numbers(client, study):
+    login(client, make_user(staff=True))
+    html = client.get(f"/results/{study.pk}/").content.decode()
+    tables = results_selectors.study_summary(study=study)
+    order = [html.index(marker) for marker in ('id="verdict"', 'id="forest"', 'id="planning"', 'id="gallery"',
+                                              'id="descriptive"', 'id="pooled"')]
+    assert order == sorted(order)
+    for sentence in tables["verdict"]["sentence"]:
+        assert sentence.replace('"', "&quot;").replace("'", "&#x27;") in html
+    verdict_html = html[html.index('id="verdict"'):html.index('id="forest"')]
+    for header in ("Estimate", "95% CI from", "p (vs chance)", "p (equivalence)", "Balanced accuracy"):
+        assert f">{header}<" in verdict_html
+    assert ">ci_low<" not in html and ">p_value<" not in html  # headers are words
+    auc = tables["mrmc"].set_index(["measure", "generator"]).loc[("auc", "all")]
+    assert f"{auc['estimate']:.3f}" in verdict_html
+
+
+@pytest.mark.django_db
+def test_equivalence_margin_is_the_study_setting_and_recorded_in_meta(client, study):
+    study.equivalence_margin = 0.12
+    study.save(update_fields=["equivalence_margin"])
+    tables = results_selectors.study_summary(study=study, n_bootstrap=20)
+    assert (tables["mrmc"]["equivalence_margin"] == 0.12).all()
+    assert dict(zip(tables["meta"]["key"], tables["meta"]["value"]))["equivalence_margin"] == 0.12
+    login(client, make_user(staff=True))
+    meta = client.get(f"/results/{study.pk}/export/meta.csv").content.decode()
+    assert "equivalence_margin,0.12" in meta
+
+
+@pytest.mark.django_db
+def test_gallery_thumbnails_are_staff_only(client, study):
+    item = StudyItem.objects.filter(study=study, truth="synthetic", role="main").first()
+    url = f"/results/{study.pk}/images/{item.pk}.png"
+    reader = StudyReader.objects.filter(study=study).first().user
+    client.force_login(reader)  # a reader of this very study
+    assert client.get(url).status_code == 403
+    client.logout()
+    login(client, make_user(staff=True))
+    response = client.get(url)
+    assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+    assert response.content == item.blinded_file.open("rb").read()
+    html = client.get(f"/results/{study.pk}/").content.decode()
+    gallery = html[html.index('id="gallery"'):html.index('id="descriptive"')]
+    assert url in gallery and "Real images most often called synthetic" in gallery
+    other = make_study(n_real=1, n_synthetic=1)
+    assert client.get(f"/results/{other.pk}/images/{item.pk}.png").status_code == 404  # item of another study
+
+
+@pytest.mark.django_db
+def test_active_seconds_are_the_reading_time_and_quick_answers_can_be_left_out(client, study):
+    main = Response.objects.filter(assignment__study=study, item__role="main").order_by("pk")
+    first = main.first()
+    quick_ids = list(main.filter(assignment=first.assignment).values_list("pk", flat=True)[:3])
+    Response.objects.filter(pk__in=quick_ids).update(active_seconds=0.2, seconds=30.0)  # fast, then tab hidden
+    tables = results_selectors.study_summary(study=study, n_bootstrap=20)
+    quick = tables["quick_answers"].set_index("reader")
+    assert quick.loc[first.assignment.pseudonym, "n_quick"] == 3 and quick["n_quick"].sum() == 3
+    login(client, make_user(staff=True))
+    html = client.get(f"/results/{study.pk}/").content.decode()
+    assert "3 answers came faster than 0.5 s" in html
+    html = client.get(f"/results/{study.pk}/?exclude_quick=1").content.decode()
+    assert "They are left out of every number on this page" in html and "exclude_quick=1" in html
+    pooled = client.get(f"/results/{study.pk}/export/pooled.csv?exclude_quick=1").content.decode().splitlines()
+    n_col = pooled[0].split(",").index("n")
+    assert int(pooled[1].split(",")[n_col]) == main.count() - 3
+    body = client.get(f"/api/admin/studies/{study.pk}/results/?exclude_quick=1").json()
+    meta = {row["key"]: row["value"] for row in body["tables"]["meta"]}
+    assert meta["exclude_quick_answers"] is True and meta["n_quick_excluded"] == 3
+    assert body["tables"]["pooled"][0]["n"] == main.count() - 3
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("n_readers,answered", [(0, False), (1, True), (2, False)])
+def test_a_study_with_no_answers_or_one_reader_says_what_it_can(client, n_readers, answered):
+    readers = [make_user(f"solo{k}") for k in range(n_readers)]
+    study = make_study(n_real=3, n_synthetic=3, readers=readers)
+    if answered:
+        answer_study(study)
+    login(client, make_user(staff=True))
+    html = client.get(f"/results/{study.pk}/")
+    assert html.status_code == 200
+    assert "Nothing can be said yet" in html.content.decode()
+    for name in ("forest", "roc", "confidence", "calibration"):
+        assert client.get(f"/results/{study.pk}/plots/{name}.png").status_code == 200
+    from readerstudy.exports import EXPORT_NAMES
+    for name in EXPORT_NAMES:
+        assert client.get(f"/results/{study.pk}/export/{name}.csv").status_code == 200, name
+    body = client.get(f"/api/admin/studies/{study.pk}/results/").json()
+    assert body["tables"]["mrmc"][0]["estimate"] is None
+    assert body["tables"]["mrmc"][0]["method"].startswith("not estimable")
+    assert client.get(f"/api/admin/studies/{study.pk}/results/mrmc.csv").status_code == 200
+
+
+@pytest.mark.django_db
+def test_planning_section_is_framed_and_matches_the_planning_csv(client, study):
+    login(client, make_user(staff=True))
+    html = client.get(f"/results/{study.pk}/").content.decode()
+    assert f'src="/results/{study.pk}/planning/?interval=wilson"' in html
+    frame = client.get(f"/results/{study.pk}/planning/")
+    assert frame.status_code == 200 and frame["X-Frame-Options"] == "SAMEORIGIN"
+    text = frame.content.decode()
+    plan = results_selectors.study_planning(study=study)
+    equivalence = plan[plan["goal"] == "equivalence"]
+    assert equivalence["n_readers"].tolist() == [6, 12]  # this study has one generator: equivalence only
+    assert "show equivalence to chance within the margin" in text and ">Readers<" in text
+    assert "needs a finished MRMC analysis of two generators or more" in text
+    for value in equivalence["n_images"].dropna():
+        assert f"<td>{int(value)}</td>" in text
+    csv = client.get(f"/results/{study.pk}/export/planning.csv").content.decode()
+    assert csv.startswith("goal,effect,equivalence_margin,alpha,target_power,n_readers,n_images,power")
+    body = client.get(f"/api/admin/studies/{study.pk}/results/").json()
+    assert [r["n_readers"] for r in body["tables"]["planning"] if r["goal"] == "equivalence"] == [6, 12]
+    login(client, make_user("nosy"))
+    assert client.get(f"/results/{study.pk}/planning/").status_code == 403
+
+
+def test_gallery_groups_split_the_synthetic_images_and_skip_undoubted_real_ones():
+    import pandas as pd
+
+    from readerstudy.results_views import _gallery
+
+    per_image = pd.DataFrame({
+        "item": range(1, 8), "truth": ["synthetic"] * 5 + ["real"] * 2, "generator": ["g"] * 5 + ["real"] * 2,
+        "n_readers": 4, "share_called_real": [0.25, 1.0, 0.5, 0.0, 0.75, 1.0, 0.25],
+    })
+    most, least, real = _gallery(per_image)
+    assert [i["item"] for i in most["images"]] == [2, 5, 3]
+    assert [i["item"] for i in least["images"]] == [4, 1]
+    assert [i["item"] for i in real["images"]] == [7]  # item 6 was never called synthetic
+    assert real["images"][0]["caption"] == "called synthetic 75%" and most["images"][0]["caption"] == "called real 100%"
