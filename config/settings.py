@@ -186,6 +186,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 
 # Inception-v3 FID weights: a local file, never downloaded at run time (see evaluation/).
 INCEPTION_WEIGHTS = Path(os.environ.get("INCEPTION_WEIGHTS", VAR_DIR / "weights" / "pt_inception-2015-12-05-6726825d.pth"))
+# Local weights files of the metric feature spaces (timm:<model>); jobs pick their --weights from here.
+HISTOSYNTH_WEIGHTS_ROOT = Path(os.environ.get("HISTOSYNTH_WEIGHTS_ROOT", VAR_DIR / "weights"))
 
 LOGGING = {
     "version": 1,
