@@ -150,6 +150,11 @@ def _add_intervals(row: dict, real_pool, fake_pool, real_spatial, fake_spatial, 
     for key, (low, high) in out["intervals"].items():
         if values.get(key) is not None:
             values[f"{key}_ci_low"], values[f"{key}_ci_high"] = low, high
+            if not low <= values[key] <= high:
+                row["warnings"].append(
+                    f"{key}{where} = {values[key]:.4g} lies outside its bootstrap interval [{low:.4g}, {high:.4g}]: "
+                    f"the resamples are biased (repeated images with few images per set), read it with care"
+                )
     values["fid_inf"] = out["fid_inf"] if values.get("fid") is not None else None
     row["interval"] = out["interval"]
     if out["fid_inf_fit"] is not None:
