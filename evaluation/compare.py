@@ -66,10 +66,10 @@ def _value(metrics: dict, key: str) -> float:
 
 
 def comparison_table(automatic: list[AutomaticResult], human: pd.DataFrame | None, *, label: str = "",
-                     generators: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """The wide table for one label ("" = whole sets) and the feature spaces it holds."""
+                     generators: list[str] | None = None, spaces: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The wide table for one label ("" = whole sets) and its feature spaces (default: those it holds)."""
     results = [r for r in automatic if r.label == label]
-    spaces = _space_order(r.space for r in results)
+    spaces = _space_order(r.space for r in results) if spaces is None else spaces
     names = sorted(set(generators or []) | {r.generator for r in results}
                    | (set(human["generator"].astype(str)) if human is not None and len(human) else set()))
     rows = []
@@ -178,7 +178,8 @@ def compare(automatic: list[AutomaticResult], tables: dict[str, pd.DataFrame] | 
     human, human_by_label, notes = human_columns(tables)
     table, spaces = comparison_table(automatic, human, generators=generators)
     labels = sorted({r.label for r in automatic if r.label} | set(human_by_label))
-    per_label = {label: comparison_table(automatic, human_by_label.get(label), label=label, generators=generators)[0]
+    per_label = {label: comparison_table(automatic, human_by_label.get(label), label=label, generators=generators,
+                                         spaces=spaces)[0]
                  for label in labels}
     for result in automatic:
         if not result.calibrated and f"{result.space}: uncalibrated" not in " ".join(notes):
