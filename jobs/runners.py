@@ -269,19 +269,24 @@ def run_extract_patches(params: dict, reporter) -> dict:
 
 def run_evaluate_metrics(params: dict, reporter) -> dict:
     try:
-        from evaluation.services import metric_evaluation_run
+        from evaluation.services import metric_evaluation_run, weights_file_in_root
     except ImportError as exc:
         raise _missing("metrics (evaluation.services.metric_evaluation_run)", exc) from exc
     reporter.progress(0.0, f"metrics of {params['fake']} against {params['real']}", force=True)
+    if params.get("weights"):  # a file chosen from HISTOSYNTH_WEIGHTS_ROOT, never a path of the user's choosing
+        params = {**params, "weights": str(weights_file_in_root(params["weights"]))}
 
-    def progress(stage: str, done: int, total: int) -> None:
-        reporter.progress(0.95 * done / max(1, total), f"{stage} images: {done}/{total}")
+    def on_progress(step: int, total: int, metrics: dict) -> None:
+        # A cancel asked in the admin raises `Cancelled` from the reporter: the evaluation stops, nothing stored.
+        what = "images and bootstrap resamples" if params.get("bootstrap") else "images"
+        reporter.progress(0.95 * step / max(1, total), f"{what}: {step}/{total}")
 
-    result = metric_evaluation_run(**params, progress=progress)
+    result = metric_evaluation_run(**params, on_progress=on_progress)
     evaluation = result.get("result", {})
     return {"metric_result_ids": result.get("metric_result_ids", []), "extractor": evaluation.get("extractor"),
-            "calibrated": evaluation.get("calibrated"), "overall": evaluation.get("overall", {}).get("metrics", {}),
-            "warnings": evaluation.get("warnings", [])}
+            "weights_sha256": evaluation.get("weights_sha256"), "calibrated": evaluation.get("calibrated"),
+            "overall": evaluation.get("overall", {}).get("metrics", {}),
+            "interval": evaluation.get("overall", {}).get("interval"), "warnings": evaluation.get("warnings", [])}
 
 
 def run_build_study(params: dict, reporter) -> dict:
@@ -393,8 +398,15 @@ RUNNERS: dict[str, Runner] = {
         params=(
             Param("real", required=True, help="real image set name"),
             Param("fake", required=True, help="synthetic image set name"),
-            Param("features", default="inception", choices=("inception", "random-inception"),
-                  help="random-inception is uncalibrated: numbers not comparable with published values"),
+            Param("features", default="inception", choices=(
+                "inception", "random-inception", "timm:vit_small_patch14_dinov2.lvd142m",
+                "timm:vit_base_patch14_dinov2.lvd142m", "timm:vit_large_patch14_dinov2.lvd142m",
+                "timm:vit_large_patch16_224", "timm:vit_huge_patch14_224"),
+                  help="random-inception is uncalibrated; timm:<model> needs its weights file (DINOv2 ViTs; "
+                       "vit_large_patch16_224 is UNI's architecture, vit_huge_patch14_224 Virchow's)"),
+            Param("weights", help="weights file inside the weights folder (HISTOSYNTH_WEIGHTS_ROOT); checked "
+                                  "against FILE.sha256 beside it"),
+            Param("bootstrap", int, default=0, help="bootstrap resamples for intervals and FID-infinity (0: none; 200 usual)"),
             Param("per_label", bool, default=False, help="also per class label"),
             Param("metrics", list, help="some of fid,sfid,is,pr,kid,dc,mem (default: all)"),
             Param("batch_size", int, help="images per batch of the feature extractor"),
