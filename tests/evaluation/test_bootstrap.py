@@ -147,3 +147,17 @@ def test_fid_infinity_removes_most_of_the_small_sample_bias():
         fid_ns.append(fid_n)
         fid_infs.append(fit["fid_inf"])
     assert abs(np.mean(fid_infs)) < 0.35 * np.mean(fid_ns)
+
+
+def test_float32_features_take_the_float32_path_within_its_precision():
+    rng = np.random.default_rng(13)
+    x, y = _gaussian_sets(rng, 400, 300, 24)
+    wx, wy = B.resample_counts(400, 1, rng)[0], B.resample_counts(300, 1, rng)[0]
+    exact = _explicit_fid(np.repeat(x, wx, axis=0), np.repeat(y, wy, axis=0))
+    fast = B.weighted_frechet_distance(B.WeightedMoments(x.astype(np.float32)), B.WeightedMoments(y.astype(np.float32)), wx, wy)
+    assert fast == pytest.approx(exact, rel=1e-4)
+    # A subset keeping most images corrects the full Gram instead: the same covariance.
+    keep = np.ones(400, int)
+    keep[::7] = 0
+    mu, sigma = B.WeightedMoments(x).moments(keep)
+    np.testing.assert_allclose(sigma, np.cov(x[keep == 1], rowvar=False), atol=1e-10)
