@@ -8,6 +8,7 @@ hash, the calibrated flag and the warnings.
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +56,7 @@ def resolve_images(spec: str) -> ImageSet | Path:
 
 
 def _cache_path(image_set: ImageSet, extractor_name: str) -> Path:
-    safe = extractor_name.replace(":", "-").replace("/", "-")
+    safe = re.sub(r"[^A-Za-z0-9._-]", "-", extractor_name)
     return Path(settings.MEDIA_ROOT) / "evaluation" / "cache" / f"imageset-{image_set.pk}-{safe}.npz"
 
 

@@ -107,7 +107,7 @@ class TimmFeatures:
         import timm
 
         self.model_name = model_name
-        self.name = PREFIX + model_name
+        self.name = model_name if model_name.startswith(PREFIX) else PREFIX + model_name
         self.net = net.eval().to(device)
         self.weights_sha256 = weights_sha256
         self.verified = verified
@@ -140,17 +140,44 @@ class TimmFeatures:
                              spatial=np.empty((len(images), 0), np.float32))
 
 
+def parse_model_spec(features: str) -> tuple[str, dict]:
+    """"timm:<name>[?key=value&...]" -> (name, keyword arguments of `timm.create_model`), values read
+    as int, float or bool where they look so: e.g. UNI is "timm:vit_large_patch16_224?init_values=1e-5"."""
+    spec = features.removeprefix(PREFIX).strip()
+    name, _, query = spec.partition("?")
+    kwargs = {}
+    for part in filter(None, query.split("&")):
+        key, sep, raw = part.partition("=")
+        if not sep or not key.isidentifier():
+            raise TimmWeightsError(f"features {features!r}: {part!r} is not key=value")
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    pass
+        kwargs[key] = value
+    return name.strip(), kwargs
+
+
 def load_timm_extractor(features: str, *, weights_path, weights_sha256: str | None = None,
                         device: str | torch.device | None = None) -> TimmFeatures:
     """`features` is "timm:<model_name>"; the weights come from the local file only."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # defensive: pretrained=False never asks the hub anyway
     import timm
 
-    name = features.removeprefix(PREFIX).strip()
+    name, kwargs = parse_model_spec(features)
     if not name or not timm.is_model(name.split(".")[0]):
         raise TimmWeightsError(f"features {features!r}: {name!r} is not a timm model name (see timm.list_models())")
     digest, verified = check_weights(name, weights_path, weights_sha256)
-    net = timm.create_model(name, pretrained=False, num_classes=0)
+    try:
+        net = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+    except TypeError as exc:
+        raise TimmWeightsError(f"features {features!r}: {exc}") from exc
     state = {k: v for k, v in _state_dict(Path(weights_path)).items() if not _HEAD_KEYS.match(k)}
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -159,4 +186,5 @@ def load_timm_extractor(features: str, *, weights_path, weights_sha256: str | No
             f"({', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}), {len(unexpected)} unexpected "
             f"({', '.join(unexpected[:3])}{'...' if len(unexpected) > 3 else ''}): weights of another model?"
         )
-    return TimmFeatures(name, net, weights_sha256=digest, verified=verified, device=pick_device(device))
+    # The name records the arguments too: two spaces built differently are never mixed in a cache.
+    return TimmFeatures(features.strip(), net, weights_sha256=digest, verified=verified, device=pick_device(device))

@@ -401,9 +401,9 @@ RUNNERS: dict[str, Runner] = {
             Param("features", default="inception", choices=(
                 "inception", "random-inception", "timm:vit_small_patch14_dinov2.lvd142m",
                 "timm:vit_base_patch14_dinov2.lvd142m", "timm:vit_large_patch14_dinov2.lvd142m",
-                "timm:vit_large_patch16_224", "timm:vit_huge_patch14_224"),
+                "timm:vit_large_patch16_224?init_values=1e-5"),
                   help="random-inception is uncalibrated; timm:<model> needs its weights file (DINOv2 ViTs; "
-                       "vit_large_patch16_224 is UNI's architecture, vit_huge_patch14_224 Virchow's)"),
+                       "vit_large_patch16_224?init_values=1e-5 is UNI's architecture)"),
             Param("weights", help="weights file inside the weights folder (HISTOSYNTH_WEIGHTS_ROOT); checked "
                                   "against FILE.sha256 beside it"),
             Param("bootstrap", int, default=0, help="bootstrap resamples for intervals and FID-infinity (0: none; 200 usual)"),

@@ -58,10 +58,17 @@ def test_timm_weights_with_the_wrong_hash_are_refused_with_the_way_to_get_them(w
         load_timm_extractor("timm:no_such_net", weights_path=path)
 
 
-def test_timm_weights_of_another_model_are_refused(weights):
+def test_timm_weights_of_another_model_are_refused_and_model_arguments_follow_the_name(weights, tmp_path):
     path, _ = weights
     with pytest.raises(TimmWeightsError, match="does not fit timm:test_resnet"):
         load_timm_extractor("timm:test_resnet", weights_path=path)
+    # Layer-scale weights (UNI's init_values=1e-5) need the argument: without it they are "unexpected".
+    scaled = tmp_path / "scaled.pth"
+    torch.save(timm.create_model(MODEL, pretrained=False, num_classes=0, init_values=1e-5).state_dict(), scaled)
+    with pytest.raises(TimmWeightsError, match="unexpected.*ls1.gamma"):
+        load_timm_extractor(f"timm:{MODEL}", weights_path=scaled)
+    extractor = load_timm_extractor(f"timm:{MODEL}?init_values=1e-5", weights_path=scaled)
+    assert extractor.name == f"timm:{MODEL}?init_values=1e-5" and extractor.pool_dim == 64
 
 
 @pytest.mark.django_db
