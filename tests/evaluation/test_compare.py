@@ -159,6 +159,8 @@ def test_compare_page_csv_and_scatter_are_for_staff(client):
     study = _study_with_metrics(readers=[make_user()])
     answer_study(study, roles=("main",))
     url = f"/results/{study.pk}/compare/"
+    client.force_login(make_user(staff=True))
+    assert url in client.get(f"/results/{study.pk}/").content.decode()  # linked from the study's results
     client.force_login(make_user())
     assert client.get(url).status_code == 403
     client.force_login(make_user(staff=True))
