@@ -64,7 +64,8 @@ def study_comparison(*, study):
     set_ids = (StudyItem.objects.filter(study=study, role=StudyItem.Role.MAIN, truth="synthetic")
                .values_list("image__image_set_id", flat=True).distinct())
     sets = list(ImageSet.objects.filter(pk__in=list(set_ids)).order_by("generator", "name"))
-    tables = results_selectors.study_summary(study=study)
+    # A study without readers has no results (and study_summary's raw query cannot be built for it).
+    tables = results_selectors.study_summary(study=study) if study.assignments.exists() else None
     return compare(automatic_results(image_sets=sets), tables, generators=[s.generator or s.name for s in sets])
 
 

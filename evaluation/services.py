@@ -210,3 +210,25 @@ def metric_result_create(
                 overall.details["memorisation"]["grid"] = overall.memorisation_grid.name
                 overall.save(update_fields=["memorisation_grid", "details"])
     return rows
+
+
+def generator_comparison_export(*, study: str) -> dict:
+    """The "Compare generators" job: `selectors.study_comparison` of the study named `study` (or
+    `id:<pk>`), written as CSV under MEDIA_ROOT/evaluation/compare/; returns the file and the table."""
+    from django.utils.text import slugify
+
+    from evaluation.selectors import study_comparison
+    from readerstudy.models import Study
+
+    query = {"pk": int(study[3:])} if study.startswith("id:") and study[3:].isdigit() else {"name": study}
+    found = Study.objects.filter(**query).first()
+    if found is None:
+        raise EvaluationInputError(f"study {study!r} does not exist")
+    comparison = study_comparison(study=found)
+    path = Path(settings.MEDIA_ROOT) / "evaluation" / "compare" / f"{slugify(found.name)}-{found.pk}-generators.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.part")
+    tmp.write_text(comparison.table.to_csv(index=False), encoding="utf-8")
+    tmp.replace(path)
+    return {"study_id": found.pk, "csv": str(path), "generators": comparison.table["generator"].tolist(),
+            "feature_spaces": comparison.spaces, "notes": comparison.notes}

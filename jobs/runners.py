@@ -289,6 +289,15 @@ def run_evaluate_metrics(params: dict, reporter) -> dict:
             "interval": evaluation.get("overall", {}).get("interval"), "warnings": evaluation.get("warnings", [])}
 
 
+def run_compare_generators(params: dict, reporter) -> dict:
+    try:
+        from evaluation.services import generator_comparison_export
+    except ImportError as exc:
+        raise _missing("the generator comparison (evaluation.services.generator_comparison_export)", exc) from exc
+    reporter.progress(0.0, f"comparing the generators of {params['study']}", force=True)
+    return generator_comparison_export(study=params["study"])
+
+
 def run_build_study(params: dict, reporter) -> dict:
     from jobs.studybuild import study_build_from_sets
 
@@ -412,6 +421,12 @@ RUNNERS: dict[str, Runner] = {
             Param("batch_size", int, help="images per batch of the feature extractor"),
             _SEED,
         ),
+    ),
+    Job.Kind.COMPARE_GENERATORS: Runner(
+        Job.Kind.COMPARE_GENERATORS, run_compare_generators,
+        help="One table of a study's generators: automatic metrics of every feature space beside the readers' "
+             "AUC and fooled rate (CSV under media/evaluation/compare/).",
+        params=(Param("study", required=True, help="study name (or id:<pk>)"),),
     ),
     Job.Kind.BUILD_STUDY: Runner(
         Job.Kind.BUILD_STUDY, run_build_study,

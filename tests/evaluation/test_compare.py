@@ -173,3 +173,19 @@ def test_compare_page_csv_and_scatter_are_for_staff(client):
     assert csv["Content-Type"].startswith("text/csv") and b"random-inception | fid" in csv.content
     svg = client.get(url + "scatter.svg")
     assert svg["Content-Type"] == "image/svg+xml" and b"<svg" in svg.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_compare_generators_job_writes_the_csv():
+    from jobs.models import Job
+    from jobs.services import job_create
+
+    study = _study_with_metrics()
+    job = job_create(kind=Job.Kind.COMPARE_GENERATORS, params={"study": study.name})
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED, job.error
+    assert job.result["generators"] == ["diffusion"] and "random-inception" in job.result["feature_spaces"]
+    assert pd.read_csv(job.result["csv"]).loc[0, f"random-inception{C.SEP}fid"] == 42.0
+    missing = job_create(kind=Job.Kind.COMPARE_GENERATORS, params={"study": "nope"})
+    missing.refresh_from_db()
+    assert missing.state == Job.State.FAILED and "'nope' does not exist" in missing.error
