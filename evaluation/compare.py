@@ -142,10 +142,11 @@ def human_columns(tables: dict[str, pd.DataFrame] | None) -> tuple[pd.DataFrame 
         notes.append("no per-generator reader results: fooled rate empty")
     mrmc = tables.get("mrmc")
     if mrmc is not None and len(mrmc) and {"measure", "generator", "estimate", "ci_low", "ci_high"} <= set(mrmc.columns):
-        auc = mrmc[mrmc["measure"].astype(str).str.lower().str.contains("auc")].drop_duplicates("generator")
+        auc = mrmc[mrmc["measure"].astype(str).str.lower() == "auc"].drop_duplicates("generator")
         auc = pd.DataFrame({"generator": auc["generator"].astype(str), "human_auc": auc["estimate"].astype(float),
                             "human_auc_ci_low": auc["ci_low"].astype(float), "human_auc_ci_high": auc["ci_high"].astype(float)})
-        out = out.merge(auc, on="generator", how="outer")
+        # The MRMC table also has a row for all synthetic images together: only the generators' rows here.
+        out = out.merge(auc, on="generator", how="left") if len(out) else auc
         out["human_auc_source"] = np.where(out["human_auc"].notna(), "MRMC", "")
         notes.append("human AUC: multi-reader multi-case (MRMC) estimate and interval from the study's results")
     elif "pooled_auc" in out:

@@ -53,15 +53,19 @@ def _tables(mrmc=True):
     })
     tables = {"per_generator": per_generator, "per_image": per_image}
     if mrmc:
-        tables["mrmc"] = pd.DataFrame({"measure": ["auc", "auc"], "generator": ["diffusion", "progan"],
-                                       "estimate": [0.52, 0.83], "ci_low": [0.40, 0.71], "ci_high": [0.64, 0.95]})
+        # As readerstudy.study_mrmc.mrmc_tables makes it: AUC and balanced accuracy, all synthetic images too.
+        tables["mrmc"] = pd.DataFrame({
+            "measure": ["auc", "auc", "auc", "balanced_accuracy", "balanced_accuracy"],
+            "generator": ["all", "diffusion", "progan", "diffusion", "progan"],
+            "estimate": [0.7, 0.52, 0.83, 0.6, 0.9], "ci_low": [0.6, 0.40, 0.71, 0.5, 0.8],
+            "ci_high": [0.8, 0.64, 0.95, 0.7, 1.0]})
     return tables
 
 
 def test_comparison_puts_every_feature_space_beside_the_mrmc_auc_and_marks_the_best():
     comparison = C.compare(_automatic() + _automatic("A"), _tables())
     table = comparison.table.set_index("generator")
-    assert comparison.spaces == [INCEPTION, DINO]
+    assert comparison.spaces == [INCEPTION, DINO] and list(table.index) == ["diffusion", "progan"]
     assert table.loc["diffusion", f"{INCEPTION}{C.SEP}fid"] == 20.0 and table.loc["progan", f"{DINO}{C.SEP}fid"] == 250.0
     assert table.loc["diffusion", f"{INCEPTION}{C.SEP}fid_ci_high"] == 21.5
     assert (table.loc["progan", "human_auc"], table.loc["progan", "human_auc_source"]) == (0.83, "MRMC")
