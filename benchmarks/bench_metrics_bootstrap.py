@@ -18,10 +18,11 @@ sys.path.insert(0, str(ROOT))
 from evaluation import bootstrap as B  # noqa: E402
 
 
-def features(rng, n: int, d: int, shift: float) -> np.ndarray:
-    # Non-negative, correlated, a decaying spectrum: like ReLU-pooled Inception features.
-    basis = rng.normal(size=(64, d)).astype(np.float32) / 8
-    x = rng.normal(size=(n, 64)).astype(np.float32) @ basis + rng.normal(size=(n, d)).astype(np.float32) * 0.05
+def features(rng, n: int, basis: np.ndarray, shift: float) -> np.ndarray:
+    # Non-negative, correlated, a decaying spectrum: like ReLU-pooled Inception features. Both sets
+    # share `basis`, the generated one shifted: overlapping sets, as a fair generator gives.
+    d = basis.shape[1]
+    x = rng.normal(size=(n, len(basis))).astype(np.float32) @ basis + rng.normal(size=(n, d)).astype(np.float32) * 0.05
     return np.maximum(x + 0.3 + shift, 0).astype(np.float32)
 
 
@@ -33,8 +34,10 @@ def main() -> None:
     args = parser.parse_args()
     metrics = tuple(args.metrics.split(","))
     rng = np.random.default_rng(0)
-    real, fake = features(rng, args.n, 2048, 0.0), features(rng, args.n, 2048, 0.02)
-    real_s, fake_s = features(rng, args.n, 2023, 0.0), features(rng, args.n, 2023, 0.02)
+    pool_basis = rng.normal(size=(64, 2048)).astype(np.float32) / 8
+    spatial_basis = rng.normal(size=(64, 2023)).astype(np.float32) / 8
+    real, fake = features(rng, args.n, pool_basis, 0.0), features(rng, args.n, pool_basis, 0.02)
+    real_s, fake_s = features(rng, args.n, spatial_basis, 0.0), features(rng, args.n, spatial_basis, 0.02)
     marks = [time.perf_counter()]
 
     def tick(done, total):

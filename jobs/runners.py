@@ -415,7 +415,7 @@ RUNNERS: dict[str, Runner] = {
                        "vit_large_patch16_224?init_values=1e-5 is UNI's architecture)"),
             Param("weights", help="weights file inside the weights folder (HISTOSYNTH_WEIGHTS_ROOT); checked "
                                   "against FILE.sha256 beside it"),
-            Param("bootstrap", int, default=0, help="bootstrap resamples for intervals and FID-infinity (0: none; 200 usual)"),
+            Param("bootstrap", int, help="bootstrap resamples for intervals and FID-infinity (default 0: none; 200 usual)"),
             Param("per_label", bool, default=False, help="also per class label"),
             Param("metrics", list, help="some of fid,sfid,is,pr,kid,dc,mem (default: all)"),
             Param("batch_size", int, help="images per batch of the feature extractor"),
