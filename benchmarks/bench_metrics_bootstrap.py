@@ -52,7 +52,8 @@ def main() -> None:
     total = time.perf_counter() - start
     for key, (low, high) in out["intervals"].items():
         print(f"{key:10s} [{low:.5g}, {high:.5g}]")
-    print(f"FID-infinity {out['fid_inf']:.5g}")
+    if out["fid_inf"] is not None:
+        print(f"FID-infinity {out['fid_inf']:.5g}")
     frechet = marks[1] - marks[0] if len(marks) > 1 else 0.0
     print(f"{args.n} vs {args.n}, {args.resamples} resamples, {','.join(metrics)}: {total:.1f} s "
           f"(Frechet resamples {frechet:.1f} s; FID-infinity, precision/recall, density/coverage and KID {total - frechet:.1f} s)")
