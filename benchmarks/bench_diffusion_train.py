@@ -57,7 +57,8 @@ def main() -> None:
         with autocast():
             loss = diffusion.training_losses(fwd, x, y, gen).loss.mean()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if cfg.grad_clip:  # 0: ADM's no clipping (the presets' default)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         ema.update(model)
 

@@ -4,7 +4,7 @@ and PostgreSQL on 127.0.0.1 (the figure of issue 3: p95 latency per answer, requ
     .venv/bin/python benchmarks/bench_reader_api.py                      # closed loop: think 0
     .venv/bin/python benchmarks/bench_reader_api.py --think 3 --items 20  # readers look ~3 s per image
 
-It (re)creates the database `histosynth_bench` on the PostgreSQL server of `--postgres`
+It creates the database `histosynth_bench_<pid>` on the PostgreSQL server of `--postgres`
 (default: $BENCH_POSTGRES_URL or postgres://postgres@127.0.0.1:5432), migrates it, makes a study of
 `--items` blinded 128 px images (half real, half synthetic), `--readers` reader accounts assigned
 to it, and starts gunicorn in production mode (DEBUG off) on a free loopback port.
@@ -50,7 +50,8 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DB_NAME = "histosynth_bench"
+# One database per run: several people may benchmark on one PostgreSQL server at once.
+DB_NAME = f"histosynth_bench_{os.getpid()}"
 
 
 def free_port() -> int:
@@ -128,6 +129,25 @@ class Reader(threading.Thread):
         self.timings[kind].append(time.perf_counter() - started)
         return response
 
+    def _post_answer(self, session, url: str, cookies, headers, payload):
+        """POST the answer as the page does: a dropped connection (the server closing an idle
+        keep-alive connection as the request leaves) is retried with the same client_id, which the
+        server answers as a replay (200) if the first attempt was stored. Timed over all attempts."""
+        import requests
+
+        started = time.perf_counter()
+        self.retried = False
+        for attempt in range(3):
+            try:
+                response = session.post(url, cookies=cookies, headers=headers, timeout=60, json=payload)
+                self.timings["post"].append(time.perf_counter() - started)
+                return response
+            except requests.ConnectionError as exc:
+                self.retried = True
+                if attempt == 2:
+                    self.errors.append(f"answer: {exc}")
+        return None
+
     def _image(self, session, url: str, cookies, kind: str) -> None:
         if url in self.cached:
             return
@@ -160,6 +180,12 @@ class Reader(threading.Thread):
             self.barrier.wait()
         except threading.BrokenBarrierError:
             return
+        try:
+            self._answer_all(session, cookies, headers)
+        except Exception as exc:  # noqa: BLE001 - a dropped request is an error of the run, reported
+            self.errors.append(f"{self.username}: {type(exc).__name__}: {exc}")
+
+    def _answer_all(self, session, cookies, headers) -> None:
         api = f"{self.base}/api/reader/studies/{self.study_id}"
         if self.ramp:  # readers open the page at different moments, not all in the same millisecond
             time.sleep(self.rng.uniform(0, self.ramp))
@@ -181,9 +207,10 @@ class Reader(threading.Thread):
                        "confidence": self.rng.randint(1, 5), "client_id": str(uuid.uuid4())}
             if self.protocol == "one-step":
                 payload["include_next"] = True
-            answer = self._timed("post", session.post, f"{api}/responses/", cookies=cookies, headers=headers,
-                                 timeout=60, json=payload)
-            if answer.status_code != 201:
+            answer = self._post_answer(session, f"{api}/responses/", cookies, headers, payload)
+            if answer is None:
+                return
+            if answer.status_code != 201 and not (answer.status_code == 200 and self.retried):
                 self.errors.append(f"answer: {answer.status_code} {answer.text[:200]}")
                 return
             self.answers += 1
@@ -198,6 +225,23 @@ class Reader(threading.Thread):
             if not body["done"]:
                 self._image(session, body["image_url"], cookies, "image")  # a cache hit when preloaded
             self.timings["wait"].append(time.perf_counter() - started)
+
+
+def process_tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process `root` and its children (gunicorn's master and workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        if pid == root or ppid == root:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -250,7 +294,10 @@ def main() -> None:
             _wait_up(base, gunicorn)
             # The clock starts when every reader has logged in (password hashing is not the reader path).
             clock: list[float] = []
-            barrier = threading.Barrier(args.readers, action=lambda: clock.append(time.perf_counter()))
+            # The server's CPU is counted from then too (each login hashes a password: not the reader path).
+            cpu: list[float] = []
+            barrier = threading.Barrier(args.readers, action=lambda: (
+                clock.append(time.perf_counter()), cpu.append(process_tree_cpu_seconds(gunicorn.pid))))
             readers = [Reader(base, study_id, f"bench{i:03d}", password, i, barrier, args.think, args.protocol, ramp)
                        for i in range(args.readers)]
             load_before = os.getloadavg()
@@ -260,6 +307,7 @@ def main() -> None:
                 r.join()
             seconds = time.perf_counter() - clock[0] if clock else float("nan")
             load_after = os.getloadavg()
+            cpu_after = process_tree_cpu_seconds(gunicorn.pid)
         finally:
             if gunicorn is not None:
                 gunicorn.terminate()
@@ -292,6 +340,13 @@ def main() -> None:
             print(f"{label:<44}{len(values):>7}{1000 * statistics.median(values):>9.1f}"
                   f"{1000 * percentile(values, 95):>9.1f}{1000 * percentile(values, 99):>9.1f}")
     print(f"throughput: {answers / seconds:.1f} answers/s, {requests_done / seconds:.1f} requests/s")
+    if answers and cpu:
+        # CPU the server spent per answer (its requests included): unlike throughput, barely moved by
+        # other work on a shared machine. cores / this is the capacity of the app alone on idle cores
+        # (PostgreSQL's own CPU and the load generator's come on top).
+        per_answer = (cpu_after - cpu[0]) / answers
+        print(f"gunicorn CPU per answer (with its image and next/ requests): {1000 * per_answer:.2f} ms; "
+              f"app-only capacity on {os.cpu_count()} idle cores: {os.cpu_count() / per_answer:.0f} answers/s")
     if errors:
         print(f"{len(errors)} errors, first: {errors[:3]}")
         sys.exit(1)

@@ -2,7 +2,10 @@
 
 1. `readerstudy.stats.summarize` on READERS x IMAGES responses (default 100 x 2,000 = 200,000) with
    1,000 bootstrap resamples (two-way AUC interval included). Target: under 5 s.
-2. The staff results page of a study of that size, in a throw-away SQLite database: first view
+2. `readerstudy.mrmc.mrmc` alone (issue 12) on the same responses: the AUC of every synthetic image
+   against the real ones (200,000 ratings, one test), and the two generators sharing the real images
+   (300,000 ratings, partially paired). Target: well under 5 s.
+3. The staff results page of a study of that size, in a throw-away SQLite database: first view
    (summary computed) and a later view (summary cached until the next answer), plus the four plots.
    Target: under 2 s.
 
@@ -55,6 +58,23 @@ def bench_summarize(n_readers: int, n_images: int, n_bootstrap: int, repeats: in
     seconds = best_of(lambda: summarize(df, n_bootstrap=n_bootstrap, seed=0), repeats)
     print(f"summarize: {n_readers} readers x {n_images} images = {len(df):,} responses, "
           f"{n_bootstrap} bootstrap resamples: {seconds:.2f} s (best of {repeats}; target < 5 s)")
+
+
+def bench_mrmc(n_readers: int, n_images: int, repeats: int) -> None:
+    from readerstudy.mrmc import mrmc
+
+    df = responses(n_readers, n_images)
+    ratings = pd.DataFrame({
+        "reader": df["reader"], "case": df["image"], "test": "all", "truth": df["truth"] == "synthetic",
+        "rating": np.where(df["answer"] == "synthetic", df["confidence"], -df["confidence"]),
+    })
+    seconds = best_of(lambda: mrmc(ratings), repeats)
+    print(f"mrmc: {n_readers} readers x {n_images} images = {len(ratings):,} ratings, AUC, one test: "
+          f"{seconds:.2f} s (best of {repeats}; target well under 5 s)")
+    real = df["generator"] == "real"
+    paired = pd.concat([ratings[real | (df["generator"] == g)].assign(test=g) for g in ("diffusion", "progan")])
+    seconds = best_of(lambda: mrmc(paired), repeats)
+    print(f"mrmc: two generators sharing the real images, {len(paired):,} ratings: {seconds:.2f} s (best of {repeats})")
 
 
 def setup_django(var_dir: str) -> None:
@@ -148,6 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}")
     bench_summarize(args.readers, args.images, args.bootstrap, args.repeats)
+    bench_mrmc(args.readers, args.images, args.repeats)
     if not args.no_page:
         var_dir = args.var_dir or tempfile.mkdtemp(prefix="bench_stats_")
         setup_django(var_dir)

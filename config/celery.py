@@ -20,3 +20,10 @@ app.autodiscover_tasks()
 def health_check() -> dict:
     """Report which process ran the task: lets a test prove a separate worker answered."""
     return {"hostname": socket.gethostname(), "pid": os.getpid()}
+
+
+# Periodic tasks, for `celery -A config beat`: remove media no row references (and dead imports' staging).
+app.conf.beat_schedule = {
+    **(app.conf.beat_schedule or {}),
+    "readerstudy-media-sweep": {"task": "readerstudy.media_sweep", "schedule": 6 * 3600.0},
+}

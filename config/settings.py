@@ -53,8 +53,8 @@ else:
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    # Off only for the demo server, which serves plain http on the loopback (jobs.demo.demo_server_env).
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc served from our static files: the docs work offline
     "readerstudy",
     "generation",
     "evaluation",
@@ -80,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.middleware.PathIntegerRangeMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -132,7 +134,7 @@ STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("HISTOSYNTH_MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": {"BACKEND": "readerstudy.staging.StagingFileSystemStorage"},  # see readerstudy/staging.py
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -141,6 +143,15 @@ STORAGES = {
         )
     },
 }
+# Blinded images: bytes kept per process (readerstudy.blinded_images), or handed to the front server
+# with READER_IMAGE_SENDFILE = "x-accel-redirect" (nginx) or "x-sendfile" (Apache).
+READER_IMAGE_CACHE_BYTES = int(os.environ.get("READER_IMAGE_CACHE_BYTES", 64 * 1024 * 1024))
+READER_IMAGE_SENDFILE = os.environ.get("READER_IMAGE_SENDFILE", "")
+READER_IMAGE_ACCEL_PREFIX = os.environ.get("READER_IMAGE_ACCEL_PREFIX", "/protected-media/")
+if READER_IMAGE_SENDFILE not in ("", "x-accel-redirect", "x-sendfile"):
+    raise ImproperlyConfigured(
+        f"READER_IMAGE_SENDFILE={READER_IMAGE_SENDFILE!r}: expected x-accel-redirect, x-sendfile or nothing"
+    )
 # Study archives may hold a few hundred images; the importer enforces its own limits.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
@@ -154,12 +165,27 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON with size, depth and number limits (config/parsers.py): hostile bodies get a 4xx, never a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.LimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+API_JSON_MAX_BYTES = int(os.environ.get("API_JSON_MAX_BYTES", 2 * 1024 * 1024))
+API_JSON_MAX_DEPTH = 32
 SPECTACULAR_SETTINGS = {
     "TITLE": "HistoSynth API",
     "DESCRIPTION": "Reader-study, image-set, metric and job API of the HistoSynth reader-study application.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs pages are for staff only; their assets are local (no CDN).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No call to the public validator at swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     # One name for each choice set used by several models (answer/truth/kind, study state).
     "ENUM_NAME_OVERRIDES": {
         "TruthEnum": "readerstudy.models.Truth",
@@ -186,8 +212,17 @@ CELERY_ACCEPT_CONTENT = ["json"]
 
 # Inception-v3 FID weights: a local file, never downloaded at run time (see evaluation/).
 INCEPTION_WEIGHTS = Path(os.environ.get("INCEPTION_WEIGHTS", VAR_DIR / "weights" / "pt_inception-2015-12-05-6726825d.pth"))
-# Local weights files of the metric feature spaces (timm:<model>); jobs pick their --weights from here.
+
+# The only server folders the job forms and the jobs API may point at (their file browser lists these):
+# HISTOSYNTH_DATA_ROOTS is a list separated by os.pathsep; default var/data and the demo's var/demo.
+HISTOSYNTH_DATA_ROOTS = [
+    Path(p) for p in os.environ.get("HISTOSYNTH_DATA_ROOTS", f"{VAR_DIR / 'data'}{os.pathsep}{VAR_DIR / 'demo'}")
+    .split(os.pathsep) if p.strip()
+]
 HISTOSYNTH_WEIGHTS_ROOT = Path(os.environ.get("HISTOSYNTH_WEIGHTS_ROOT", VAR_DIR / "weights"))
+# Without a broker, a job launched from the admin or the API runs in a background thread of the web
+# process, so the request that launched it returns at once (tests turn it off to run jobs inline).
+JOBS_EAGER_IN_THREAD = env_bool("JOBS_EAGER_IN_THREAD", True)
 
 LOGGING = {
     "version": 1,

@@ -1,8 +1,9 @@
-"""URL map: the reader pages and API (readerstudy), the admin, the OpenAPI schema, login and logout."""
+"""URL map: the reader pages and API (readerstudy), the admin, the OpenAPI schema and its docs pages (staff
+only: SPECTACULAR_SETTINGS SERVE_PERMISSIONS), login and logout."""
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -10,6 +11,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/reader/", include("readerstudy.api.reader_urls")),
     path("api/admin/", include("readerstudy.api.admin_urls")),
     path("api/admin/", include("readerstudy.api.results_urls")),

@@ -4,40 +4,31 @@ last log lines (refreshing itself while the job runs), cancelling, and one launc
 Thin wrappers: forms are made from the runners' declared parameters, and every write goes
 through `jobs.services`.
 """
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from jobs.forms import launch_form_class, launch_params, param_label
 from jobs.models import Job
-from jobs.runners import RUNNERS, Param, RunnerError
+from jobs.paths import MUSTS, PathOutsideRoots, path_listing, path_roots
+from jobs.runners import RUNNERS, RunnerError
 from jobs.selectors import job_is_active
 from jobs.services import JobError, job_cancel, job_create, job_mark_stale
 
-REFRESH_SECONDS = 3
-
-
-def _field_for(param: Param) -> forms.Field:
-    common = {"required": param.required, "help_text": param.help, "label": param.name}
-    if param.choices:
-        return forms.ChoiceField(choices=[(c, c) for c in param.choices], initial=param.default, **common)
-    if param.type is bool:
-        return forms.BooleanField(initial=bool(param.default), **{**common, "required": False})
-    if param.type is int:
-        return forms.IntegerField(initial=param.default, **common)
-    if param.type is float:
-        return forms.FloatField(initial=param.default, **common)
-    return forms.CharField(initial=param.default, max_length=1000, **common)
-
-
-def launch_form_class(kind: str) -> type[forms.Form]:
-    """A form with one field per declared parameter of the kind's runner."""
-    fields = {p.name: _field_for(p) for p in RUNNERS[kind].params}
-    return type(f"Launch{kind.title().replace('_', '')}Form", (forms.Form,), fields)
+# Seconds between two reloads of a page showing an active job.
+REFRESH_SECONDS = 2
+# What the message after a launch says for each state the job may already be in.
+LAUNCH_MESSAGES = {
+    Job.State.QUEUED: (messages.SUCCESS, "Job #{pk} queued; it runs in the background and this page follows it."),
+    Job.State.RUNNING: (messages.SUCCESS, "Job #{pk} is running; this page follows it."),
+    Job.State.SUCCEEDED: (messages.SUCCESS, "Job #{pk} has already finished."),
+    Job.State.FAILED: (messages.ERROR, "Job #{pk} failed at once: {first_error}"),
+    Job.State.CANCELLED: (messages.WARNING, "Job #{pk} was cancelled before it could finish."),
+}
 
 
 @admin.register(Job)
@@ -47,7 +38,7 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ["state", "kind"]
     search_fields = ["message", "error", "params"]
     actions = ["cancel_selected"]
-    fields = ["kind", "state_badge", "progress_bar", "message", "params", "result", "error_block", "log_block",
+    fields = ["kind", "state_badge", "progress_bar", "message", "params_table", "result", "error_block", "log_block",
               "cancel_requested", "worker", "celery_task_id", "heartbeat_at", "created_by", "created_at",
               "started_at", "finished_at"]
     readonly_fields = fields
@@ -71,7 +62,21 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="progress", ordering="progress")
     def progress_bar(self, job: Job):
         pct = round(100 * (job.progress or 0.0))
+        if job_is_active(job) and pct == 0:
+            # Nothing measured yet: a moving bar and the job's own words, not a frozen "0%".
+            fallback = "waiting to start" if job.state == Job.State.QUEUED else "starting"
+            return format_html('<progress max="100" style="width:8em"></progress> {}', job.message or fallback)
         return format_html('<progress value="{}" max="100" style="width:8em"></progress> {}%', pct, pct)
+
+    @admin.display(description="parameters")
+    def params_table(self, job: Job):
+        """The job's parameters under the launch form's labels (unknown names as they are)."""
+        declared = {p.name: p for p in RUNNERS[job.kind].params} if job.kind in RUNNERS else {}
+        rows = [(param_label(declared[k]) if k in declared else k, ", ".join(map(str, v)) if isinstance(v, list) else v)
+                for k, v in (job.params or {}).items()]
+        if not rows:
+            return "—"
+        return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
 
     @admin.display(description="error")
     def short_error(self, job: Job):
@@ -104,6 +109,7 @@ class JobAdmin(admin.ModelAdmin):
             path("launch/", self.admin_site.admin_view(self.launch_index_view), name="jobs_job_launch"),
             path("launch/<str:kind>/", self.admin_site.admin_view(self.launch_view), name="jobs_job_launch_kind"),
             path("<int:pk>/cancel/", self.admin_site.admin_view(self.cancel_view), name="jobs_job_cancel"),
+            path("browse/", self.admin_site.admin_view(self.browse_view), name="jobs_job_browse"),
         ]
         return own + super().get_urls()
 
@@ -158,14 +164,40 @@ class JobAdmin(admin.ModelAdmin):
         form_class = launch_form_class(kind)
         form = form_class(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            params = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
             try:
-                job = job_create(kind=kind, params=params, created_by=request.user)
+                job = job_create(kind=kind, params=launch_params(form), created_by=request.user, confine_paths=True)
             except (RunnerError, JobError) as exc:
                 form.add_error(None, str(exc))
             else:
-                self.message_user(request, f"Job #{job.pk} launched.", messages.SUCCESS)
+                job.refresh_from_db()  # say what the job is now, never "launched" about a finished one
+                level, text = LAUNCH_MESSAGES[job.state]
+                first_error = (job.error.splitlines() or [""])[0]
+                self.message_user(request, text.format(pk=job.pk, first_error=first_error), level)
                 return HttpResponseRedirect(reverse("admin:jobs_job_change", args=[job.pk]))
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "title": f"Launch: {Job.Kind(kind).label}", "help": RUNNERS[kind].help, "form": form}
         return TemplateResponse(request, "admin/jobs/job/launch.html", context)
+
+    def browse_view(self, request):
+        """The file browser of the path fields: lists one folder inside a configured root."""
+        self._require_staff(request)
+        group, must = request.GET.get("group", "data"), request.GET.get("must", "any")
+        field = request.GET.get("field", "")
+        if must not in MUSTS or not field.replace("_", "").replace("-", "").isalnum():
+            return HttpResponseBadRequest("bad browser parameters")
+        root = request.GET.get("root", "0")
+        root_index = int(root) if root.isdigit() else 0
+        roots, listing, error = [], None, ""
+        try:
+            roots = path_roots(group)
+            listing = path_listing(group=group, root_index=root_index, folder=request.GET.get("folder") or None)
+        except PathOutsideRoots as exc:
+            error = str(exc)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Choose a server path",
+            "is_popup": True, "listing": listing, "error": error, "roots": list(enumerate(roots)),
+            "group": group, "must": must, "field": field, "root_index": root_index,
+            "pick_files": must in ("file", "any"), "pick_folders": must in ("dir", "any", "new"),
+            "new_folder": must == "new",
+        }
+        return TemplateResponse(request, "admin/jobs/job/browse.html", context)

@@ -44,10 +44,10 @@ class JobListApi(APIView):
         data.is_valid(raise_exception=True)
         try:
             job = job_create(kind=data.validated_data["kind"], params=data.validated_data["params"],
-                             created_by=request.user)
+                             created_by=request.user, confine_paths=True)
         except (RunnerError, JobError) as exc:
             return Response({"params": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
-        job.refresh_from_db()  # in the embedded mode the job has run by now
+        job.refresh_from_db()  # its state now: queued, or already running in the background
         return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
@@ -83,7 +83,7 @@ class JobKindsApi(APIView):
                 "kind": runner.kind, "label": Job.Kind(runner.kind).label, "help": runner.help,
                 "params": [
                     {"name": p.name, "type": p.type.__name__, "required": p.required, "default": p.default,
-                     "help": p.help, "choices": list(p.choices)}
+                     "help": p.help, "choices": list(p.choices), "kind": p.kind}
                     for p in runner.params
                 ],
             }

@@ -11,11 +11,17 @@ Steps, each skipped when its output exists (so a second run reuses everything):
 Steps 2 to 6 run as jobs (`job_create`), so they appear in the admin's job list; in the embedded
 mode they run in-process. A step that fails, or whose code this installation lacks, is reported
 and the demo goes on with what exists: it never stops half-way with a traceback.
+
+`demo_serve` then serves the app with DEBUG off (`demo_server_env`: a secret key kept in the
+workdir, local hosts only, plain http on the loopback), its static files collected into `var/`
+and served by WhiteNoise, so that no error page ever shows the settings.
 """
 import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -278,3 +284,42 @@ def demo_run(*, workdir: Path | None = None, fast: bool = False, log: Callable[[
         study_id = demo_study(config=config, synthetic_sets=synthetic_sets, log=log)
     log(f"demo ready in {time.monotonic() - started:.0f} s")
     return {"study_id": study_id, "logins": logins, "synthetic_sets": synthetic_sets, "workdir": str(workdir)}
+
+
+def demo_secret_key(*, workdir: Path) -> str:
+    """The demo server's secret key: made once, kept in `<workdir>/secret_key` (mode 600)."""
+    path = Path(workdir) / "secret_key"
+    if path.is_file() and len(key := path.read_text().strip()) >= 50:
+        return key
+    key = secrets.token_urlsafe(64)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(key)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return key
+
+
+def demo_server_env(*, workdir: Path, base: dict | None = None) -> dict[str, str]:
+    """The environment of the demo server: the production settings (DEBUG off), on plain http on the
+    loopback (no HTTPS redirect, no secure-only cookies, no HSTS), with admin-launched jobs run in
+    a thread of the server. The database and folders are inherited from `base` (default: ours)."""
+    env = dict(os.environ if base is None else base)
+    env.update(
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=demo_secret_key(workdir=workdir),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DJANGO_SECURE_SSL_REDIRECT="0",
+        DJANGO_SECURE_COOKIES="0",
+        DJANGO_HSTS_SECONDS="0",
+        JOBS_EAGER_IN_THREAD="1",
+    )
+    return env
+
+
+def demo_serve(*, workdir: Path, port: int, log: Callable[[str], None] = print) -> None:
+    """Collect the static files into `var/` and replace this process by the demo server (DEBUG off)."""
+    env = demo_server_env(workdir=workdir)
+    manage = str(Path(settings.BASE_DIR) / "manage.py")
+    log("collecting static files (served by WhiteNoise: DEBUG is off)")
+    subprocess.run([sys.executable, manage, "collectstatic", "--noinput", "-v0"], env=env, check=True)
+    os.execve(sys.executable, [sys.executable, manage, "runserver", f"127.0.0.1:{port}", "--noreload"], env)

@@ -6,12 +6,8 @@ and ProGAN trainers, sampling, patch extraction, the metrics and the study build
 modules are imported inside the runner, so that a module missing from a build gives the job a
 clear error ("... is not available in this installation") instead of breaking the import of jobs.
 """
-import csv
-import ctypes
 import dataclasses
 import inspect
-import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +22,47 @@ class RunnerError(ValueError):
 
 @dataclass(frozen=True)
 class Param:
+    """One parameter of a runner. `kind` says what a string names, so forms offer choices, not free text:
+
+    - "" : plain value of `type`; with `choices`, one of them. A choice with a `<placeholder>` (such as
+      "timm:<model>") accepts its prefix followed by any non-empty text;
+    - "image_set[:real|:synthetic]" : the name of an image set (of that kind);
+    - "image_sets[:real|:synthetic]" : names of image sets (`type` list);
+    - "users" : usernames of active users (`type` list);
+    - "path:<group>[:<must>]" : a server path inside the roots of `group` (data, weights; see
+      `jobs.paths`), `must` being file, dir, any (default) or new (an output folder).
+    """
+
     name: str
     type: type = str  # str, int, float, bool, list (a list of strings)
     required: bool = False
     default: Any = None
     help: str = ""
     choices: tuple = ()
+    kind: str = ""
+    label: str = ""  # the form's label; default: the name in words
+
+    @property
+    def path_spec(self) -> tuple[str, str] | None:
+        """(group, must) of a path parameter, else None."""
+        if not self.kind.startswith("path:"):
+            return None
+        parts = self.kind.split(":")
+        return parts[1], (parts[2] if len(parts) > 2 else "any")
+
+    def accepts(self, value: Any) -> bool:
+        """Whether a (coerced) value is one of `choices`; always true without choices."""
+        if not self.choices:
+            return True
+        for choice in self.choices:
+            choice = str(choice)
+            if "<" in choice:
+                prefix = choice.split("<", 1)[0]
+                if isinstance(value, str) and value.startswith(prefix) and len(value) > len(prefix):
+                    return True
+            elif value == choice or (not isinstance(value, str) and str(value) == choice):
+                return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -83,9 +114,27 @@ def runner_validate(*, kind: str, params: dict) -> dict:
                 raise RunnerError(f"{p.name}: required for {kind}")
             params.pop(p.name, None)
             continue
-        if p.choices and value not in p.choices:
+        if not p.accepts(value):
             raise RunnerError(f"{p.name}: {value!r} is not one of {', '.join(map(str, p.choices))}")
         params[p.name] = value
+    return params
+
+
+def runner_confine_paths(*, kind: str, params: dict) -> dict:
+    """Resolve (in place) every path parameter of `kind`; `RunnerError` for one outside the configured roots.
+
+    Used for parameters that come from a web request (admin, API): a server path is never taken on trust.
+    """
+    from jobs.paths import PathOutsideRoots, path_confine
+
+    for p in runner_get(kind).params:
+        spec = p.path_spec
+        if spec is None or params.get(p.name) in (None, ""):
+            continue
+        try:
+            params[p.name] = str(path_confine(params[p.name], group=spec[0], must=spec[1], field=p.name))
+        except PathOutsideRoots as exc:
+            raise RunnerError(str(exc)) from None
     return params
 
 
@@ -123,70 +172,12 @@ def call_with_supported(fn: Callable, kwargs: dict, reporter=None) -> Any:
     return fn(**kwargs)
 
 
-class MetricsWatcher:
-    """Progress for a function that takes no progress callback: follows its metrics log.
-
-    A thread reads the last row of `path` (CSV or JSON lines with a `step` column) every
-    `interval` seconds and reports `step / total` with a heartbeat. When a cancel is asked it raises
-    `Cancelled` inside the working thread (at its next Python instruction), so such a function
-    can be cancelled too.
-    """
-
-    def __init__(self, reporter, path: Path, *, total: int, what: str = "step", interval: float = 2.0):
-        self.reporter, self.path, self.total, self.what, self.interval = reporter, Path(path), total, what, interval
-        self._stop = threading.Event()
-        self._target = threading.get_ident()
-        self._thread = threading.Thread(target=self._watch, daemon=True, name="job-metrics-watcher")
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=10)
-        return False
-
-    def _last_row(self) -> dict | None:
-        try:
-            text = self.path.read_text()
-        except OSError:
-            return None
-        lines = [line for line in text.splitlines() if line.strip()]
-        if not lines:
-            return None
-        if self.path.suffix == ".jsonl":
-            try:
-                return json.loads(lines[-1])
-            except ValueError:
-                return None
-        rows = list(csv.DictReader(lines[:1] + lines[-1:]))
-        return rows[-1] if rows else None
-
-    def _watch(self) -> None:
-        from django.db import connection
-
-        from jobs.services import Cancelled
-
-        try:
-            while not self._stop.wait(self.interval):
-                row = self._last_row() or {}
-                try:
-                    step = int(float(row.get("step", 0)))
-                except (TypeError, ValueError):
-                    step = 0
-                loss = row.get("loss")
-                message = f"{self.what} {step}/{self.total}" + (f", loss {float(loss):.4g}" if loss else "")
-                try:
-                    self.reporter.progress(step / max(1, self.total), message, force=True)
-                except Cancelled:
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._target), ctypes.py_object(Cancelled))
-                    return
-        finally:
-            connection.close()  # this thread's own database connection
-
-
 # --- the runners: each imports its owner's code lazily --------------------------------------------
+
+
+def _stopped_on_request(reporter) -> None:
+    """After a function stopped because its progress callback returned False: end the job as cancelled."""
+    reporter.check_cancelled()
 
 
 def run_train_diffusion(params: dict, reporter) -> dict:
@@ -199,10 +190,11 @@ def run_train_diffusion(params: dict, reporter) -> dict:
     overrides = {k: params.pop(k) for k in ("batch_size", "lr", "ema_decay") if k in params}
     config = preset_config(params.pop("preset", "tiny"), **overrides)
     steps = params.get("steps", TrainOptions.steps)
-    options = TrainOptions(data=Path(params.pop("data")), out=Path(params.pop("out")), progress=False, **params)
+    options = TrainOptions(data=Path(params.pop("data")), out=Path(params.pop("out")), progress=False,
+                           on_progress=reporter.on_progress("step"), **params)
     reporter.progress(0.0, f"training diffusion model ({config.preset}, {steps} steps)", force=True)
-    with MetricsWatcher(reporter, options.out / f"metrics.{options.metrics_format}", total=steps, what="step"):
-        checkpoint = train(config, options)
+    checkpoint = train(config, options)
+    _stopped_on_request(reporter)  # a cancel stops training at the next step, checkpoint written
     return {"checkpoint": str(checkpoint), "out": str(options.out), "steps": steps}
 
 
@@ -212,7 +204,8 @@ def run_train_progan(params: dict, reporter) -> dict:
     except ImportError as exc:
         raise _missing("ProGAN training (generation.progan.train.train_progan)", exc) from exc
     reporter.progress(0.0, f"training ProGAN ({params.get('preset', 'default preset')})", force=True)
-    result = call_with_supported(train_progan, params, reporter)
+    result = call_with_supported(train_progan, {**params, "progress": False, "on_progress": reporter.on_progress("step")})
+    _stopped_on_request(reporter)
     return _as_dict(result, out=params.get("out"))
 
 
@@ -220,13 +213,19 @@ def run_generate_images(params: dict, reporter) -> dict:
     try:
         from generation.sampling.generate import GenerateRequest, generate
         from generation.services.sampling import sampled_image_set_register
+        from generation.training.progress import StopRequested
     except ImportError as exc:
         raise _missing("image generation (generation.sampling.generate)", exc) from exc
     params = dict(params)
     name = params.pop("name", None)
-    request = GenerateRequest(checkpoint=Path(params.pop("checkpoint")), out=Path(params.pop("out")), **params)
+    request = GenerateRequest(checkpoint=Path(params.pop("checkpoint")), out=Path(params.pop("out")),
+                              on_progress=reporter.on_progress("image", end=0.9), **params)
     reporter.progress(0.0, f"generating images from {request.checkpoint}", force=True)
-    result = generate(request)
+    try:
+        result = generate(request)
+    except StopRequested:
+        _stopped_on_request(reporter)
+        raise
     reporter.progress(0.9, f"{result.count} images written to {result.out}", force=True)
     out = {"out": str(result.out), "count": result.count, "npz": str(result.npz)}
     if name:
@@ -251,9 +250,12 @@ def run_extract_patches(params: dict, reporter) -> dict:
         annotations_dir=Path(p["annotations"]) if p.get("annotations") else None, sampling=sampling,
         stain=p.get("stain"), stain_reference=Path(p["stain_reference"]) if p.get("stain_reference") else None,
         split=parse_fractions(p.get("split", "0.8,0.1,0.1")), workers=p.get("workers", 1), progress=False,
+        on_progress=reporter.on_progress("slide", end=0.95),
     )
     reporter.progress(0.0, f"extracting patches from {config.slides_dir}", force=True)
     result = run_extraction(config)
+    if result.stopped:
+        _stopped_on_request(reporter)  # the slides done are kept: launch again with the same out to go on
     for report in result.failed:
         reporter.log(f"FAILED {report['slide_id']}: {report['error']}")
     out = {"out": str(config.out_dir), "patches": result.n_patches, "failed_slides": [r["slide_id"] for r in result.failed],
@@ -273,7 +275,7 @@ def run_evaluate_metrics(params: dict, reporter) -> dict:
     except ImportError as exc:
         raise _missing("metrics (evaluation.services.metric_evaluation_run)", exc) from exc
     reporter.progress(0.0, f"metrics of {params['fake']} against {params['real']}", force=True)
-    if params.get("weights"):  # a file chosen from HISTOSYNTH_WEIGHTS_ROOT, never a path of the user's choosing
+    if params.get("weights") and not Path(params["weights"]).is_absolute():  # a name inside HISTOSYNTH_WEIGHTS_ROOT
         params = {**params, "weights": str(weights_file_in_root(params["weights"]))}
 
     def on_progress(step: int, total: int, metrics: dict) -> None:
@@ -306,6 +308,19 @@ def run_build_study(params: dict, reporter) -> dict:
     return {"study_id": study.pk, "study": study.name, "items": study.items.count(), "state": study.state}
 
 
+def run_import_study(params: dict, reporter) -> dict:
+    from readerstudy.services.imports import study_import_stored
+
+    reporter.progress(0.0, f"importing {params.get('archive_name') or 'the archive'} as {params['name']}", force=True)
+
+    def progress(stage: str, done: int, total: int) -> None:  # checking is the first half, writing the second
+        reporter.progress((0.5 if stage == "written" else 0.0) + 0.5 * done / max(1, total), f"{stage}: {done}/{total}")
+
+    study = study_import_stored(**params, progress=progress)
+    return {"study_id": study.pk, "study": study.name, "items": study.items.count(),
+            "confound_warnings": study.confound_audit.get("warnings", [])}
+
+
 def _as_dict(result: Any, **extra) -> dict:
     if hasattr(result, "to_dict"):
         result = result.to_dict()
@@ -326,8 +341,9 @@ def _as_dict(result: Any, **extra) -> dict:
 _SEED = Param("seed", int, default=0, help="random seed: same parameters and seed give the same result")
 # Shared by both trainers: where the data is and where the run goes; how often it logs and saves.
 _TRAIN_DATA = (
-    Param("data", required=True, help="patch folder (manifest.csv from extract_patches, or class sub-folders)"),
-    Param("out", required=True, help="run folder for checkpoints, logs and sample grids"),
+    Param("data", required=True, kind="path:data:dir",
+          help="patch folder (manifest.csv from extract_patches, or class sub-folders)"),
+    Param("out", required=True, kind="path:data:new", help="run folder for checkpoints, logs and sample grids"),
 )
 _TRAIN_LOOP = (
     Param("log_every", int, help="steps between metrics rows (and progress updates)"),
@@ -345,8 +361,8 @@ RUNNERS: dict[str, Runner] = {
             Param("preset", default="tiny", choices=("tiny", "small-128", "adm-128"), help="model preset"),
             Param("steps", int, help="training steps"),
             Param("batch_size", int, help="images per step (default: the preset's)"),
-            Param("lr", float, help="learning rate (default: the preset's)"),
-            Param("ema_decay", float, help="EMA decay (default: the preset's, 0.9999; lower it for short runs)"),
+            Param("lr", float, label="Learning rate", help="learning rate (default: the preset's)"),
+            Param("ema_decay", float, label="EMA decay", help="EMA decay (default: the preset's, 0.9999; lower it for short runs)"),
             *_TRAIN_LOOP,
         ),
     ),
@@ -354,7 +370,7 @@ RUNNERS: dict[str, Runner] = {
         Job.Kind.TRAIN_PROGAN, run_train_progan, help="Train the conditional ProGAN baseline.",
         params=(
             *_TRAIN_DATA,
-            Param("preset", help="network preset: progan-128 (default) or tiny"),
+            Param("preset", choices=("progan-128", "tiny"), help="network preset (default progan-128)"),
             Param("image_size", int, help="final resolution in pixels"),
             Param("images_per_phase", int, help="images shown per fade-in and per stable phase"),
             Param("batch_size", int, help="images per step at every resolution"),
@@ -366,17 +382,17 @@ RUNNERS: dict[str, Runner] = {
         Job.Kind.GENERATE_IMAGES, run_generate_images,
         help="Sample images from a diffusion or ProGAN checkpoint and register them as a synthetic image set.",
         params=(
-            Param("checkpoint", required=True, help="checkpoint file"),
-            Param("out", required=True, help="output folder for PNGs, manifest and npz (new or empty)"),
+            Param("checkpoint", required=True, kind="path:data:file", help="checkpoint file"),
+            Param("out", required=True, kind="path:data:new", help="output folder for PNGs, manifest and npz (new or empty)"),
             Param("name", help="name of the synthetic image set to register (none: files only)"),
             Param("per_label", int, help="images per class label"),
-            Param("n", int, help="number of images (when not per label)"),
+            Param("n", int, label="Number of images", help="number of images (when not per label)"),
             Param("label", help="only this class label (with n)"),
-            Param("sampler", help="diffusion only: ddpm, ddim or dpmsolver++"),
+            Param("sampler", choices=("ddpm", "ddim", "dpmsolver++"), help="diffusion only (default: ddpm)"),
             Param("steps", int, help="diffusion only: sampling steps"),
             Param("guidance", float, help="diffusion only: classifier-free guidance scale"),
             Param("batch_size", int, help="images per batch"),
-            Param("use_ema", bool, help="sample with the EMA weights (default yes)"),
+            Param("use_ema", bool, label="Use EMA weights", help="sample with the EMA weights (default yes)"),
             _SEED,
         ),
     ),
@@ -384,17 +400,17 @@ RUNNERS: dict[str, Runner] = {
         Job.Kind.EXTRACT_PATCHES, run_extract_patches,
         help="Cut tumour patches from whole-slide images (resumable) and register a real image set per split.",
         params=(
-            Param("slides", required=True, help="folder of whole-slide images (file stem = slide_id)"),
-            Param("labels", required=True, help="CSV with slide_id,label[,patient_id]"),
-            Param("out", required=True, help="output folder (launch again with it to resume)"),
-            Param("annotations", help="folder of <slide_id>.geojson or <slide_id>[_mask].png (none: tissue detection)"),
+            Param("slides", required=True, kind="path:data:dir", help="folder of whole-slide images (file stem = slide_id)"),
+            Param("labels", required=True, kind="path:data:file", help="CSV with slide_id,label[,patient_id]"),
+            Param("out", required=True, kind="path:data:new", help="output folder (launch again with it to resume)"),
+            Param("annotations", kind="path:data:dir", help="folder of <slide_id>.geojson or <slide_id>[_mask].png (none: tissue detection)"),
             Param("patch_size", int, help="patch side in level-0 pixels (default 512)"),
             Param("patch_microns", float, help="patch side in microns instead (uses the slide's MPP)"),
             Param("tumour_fraction", float, help="least fraction of a patch in the tumour (default 0.9)"),
             Param("per_slide", int, help="patches per slide at most (default 100)"),
             Param("out_size", int, help="side of the written patches (default 128)"),
             Param("stain", choices=("macenko", "reinhard"), help="stain normalisation"),
-            Param("stain_reference", help="reference image for the stain normalisation"),
+            Param("stain_reference", kind="path:data:file", help="reference image for the stain normalisation"),
             Param("split", help="train,val,test fractions of patients (default 0.8,0.1,0.1)"),
             Param("workers", int, help="parallel processes over slides"),
             Param("register_name", help="register each split as the real image set <name>-<split>"),
@@ -405,16 +421,16 @@ RUNNERS: dict[str, Runner] = {
         Job.Kind.EVALUATE_METRICS, run_evaluate_metrics,
         help="Compute FID, sFID, IS, precision/recall, KID, density/coverage and memorisation.",
         params=(
-            Param("real", required=True, help="real image set name"),
-            Param("fake", required=True, help="synthetic image set name"),
+            Param("real", required=True, kind="image_set:real", label="Real image set", help="the reference images"),
+            Param("fake", required=True, kind="image_set:synthetic", label="Synthetic image set",
+                  help="the generated images"),
             Param("features", default="inception", choices=(
                 "inception", "random-inception", "timm:vit_small_patch14_dinov2.lvd142m",
-                "timm:vit_base_patch14_dinov2.lvd142m", "timm:vit_large_patch14_dinov2.lvd142m",
-                "timm:vit_large_patch16_224?init_values=1e-5"),
-                  help="random-inception is uncalibrated; timm:<model> needs its weights file (DINOv2 ViTs; "
-                       "vit_large_patch16_224?init_values=1e-5 is UNI's architecture)"),
-            Param("weights", help="weights file inside the weights folder (HISTOSYNTH_WEIGHTS_ROOT); checked "
-                                  "against FILE.sha256 beside it"),
+                "timm:vit_base_patch14_dinov2.lvd142m", "timm:vit_large_patch16_224?init_values=1e-5"),
+                  help="random-inception is uncalibrated; a timm space needs its weights file: DINOv2 ViTs, "
+                       "or UNI's architecture (other timm models: manage.py evaluate_metrics --features timm:<name>)"),
+            Param("weights", kind="path:weights:file", label="Weights file",
+                  help="timm weights in the weights folder, checked against FILE.sha256 beside it"),
             Param("bootstrap", int, help="bootstrap resamples for intervals and FID-infinity (default 0: none; 200 usual)"),
             Param("per_label", bool, default=False, help="also per class label"),
             Param("metrics", list, help="some of fid,sfid,is,pr,kid,dc,mem (default: all)"),
@@ -433,14 +449,32 @@ RUNNERS: dict[str, Runner] = {
         help="Build a balanced, blinded study from a real image set and synthetic image sets.",
         params=(
             Param("name", required=True, help="study name"),
-            Param("real_set", required=True, help="real image set name"),
-            Param("synthetic_sets", list, required=True, help="synthetic image set names, comma-separated"),
-            Param("n_real", int, help="real images (default: as many as all synthetic ones together)"),
-            Param("n_per_synthetic", int, help="images from each synthetic set"),
+            Param("real_set", required=True, kind="image_set:real", label="Real image set"),
+            Param("synthetic_sets", list, required=True, kind="image_sets:synthetic", label="Synthetic image sets",
+                  help="one or more"),
+            Param("n_real", int, label="Real images", help="real images (default: as many as all synthetic ones together)"),
+            Param("n_per_synthetic", int, label="Images per synthetic set", help="images from each synthetic set"),
             Param("practice", int, help="practice items shown first with feedback, left out of the results"),
             Param("repeats", int, help="main items shown a second time to measure consistency"),
-            Param("readers", list, help="usernames to assign, comma-separated"),
-            Param("open", bool, default=False, help="open the study at once"),
+            Param("readers", list, kind="users", help="users to assign as readers"),
+            Param("open", bool, default=False, label="Open at once", help="open the study to its readers at once"),
+            _SEED,
+        ),
+    ),
+    Job.Kind.IMPORT_STUDY: Runner(
+        Job.Kind.IMPORT_STUDY, run_import_study,
+        help="Import a study from an uploaded zip archive stored on the server (large uploads run as this job).",
+        params=(
+            Param("name", required=True, help="study name"),
+            Param("archive", required=True, help="path of the stored zip archive (removed when the job ends)"),
+            Param("archive_name", help="the archive's uploaded file name"),
+            Param("repeats", int, help="main items shown a second time to measure consistency"),
+            Param("blinded_size", help="WIDTHxHEIGHT of the blinded images (default: the most common size)"),
+            Param("harmonisation", help="none, jpeg90 or resize", choices=("none", "jpeg90", "resize")),
+            Param("instructions", help="text shown before the first image"),
+            Param("confidence_min", int), Param("confidence_max", int),
+            Param("confidence_labels", list, help="labels of the confidence levels, lowest first"),
+            Param("allow_revision", bool, help="readers may change an answer"),
             _SEED,
         ),
     ),

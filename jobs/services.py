@@ -7,8 +7,9 @@ queued to running, gives the function a `JobReporter` (progress, message, a boun
 heartbeat, and a clean stop when a cancel was asked), and records the result or the error with the
 tail of its traceback. `job_mark_stale` fails the running jobs whose worker died.
 
-With the setting `JOBS_EAGER_IN_THREAD` (set by `manage.py demo` for its server) an eager job runs
-in a background thread of the web process instead of inside the request that launched it.
+Without a broker (the embedded mode) a job runs in a background thread of the process that queued
+it (setting `JOBS_EAGER_IN_THREAD`, on by default), so the admin or API request that launched it
+returns at once under any server, `runserver` included; turned off, it runs inside the call.
 """
 import logging
 import os
@@ -97,6 +98,22 @@ class JobReporter:
         """Say the worker is alive (and learn whether a cancel was asked) without changing progress."""
         self._flush(force=False)
 
+    def on_progress(self, what: str = "step", *, start: float = 0.0, end: float = 1.0):
+        """A `generation.training.progress` callback `(step, total, metrics) -> bool`: reports
+        `what step/total` (and the loss) between `start` and `end`, and returns False once a cancel was
+        asked, so the function stops cleanly at its next step (a trainer writes its checkpoint first)."""
+
+        def callback(step: int, total: int, metrics: dict) -> bool:
+            loss = metrics.get("loss")
+            message = f"{what} {step}/{total}" + (f", loss {float(loss):.4g}" if loss is not None else "")
+            try:
+                self.progress(start + (end - start) * step / max(1, total), message)
+            except Cancelled:
+                return False
+            return True
+
+        return callback
+
     def check_cancelled(self) -> None:
         """Raise `Cancelled` at once if a cancel was asked, whatever the write interval."""
         if Job.objects.filter(pk=self.job_pk, cancel_requested=True).exists():
@@ -138,18 +155,21 @@ class _ReporterLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def job_create(*, kind: str, params: dict | None = None, created_by=None) -> Job:
+def job_create(*, kind: str, params: dict | None = None, created_by=None, confine_paths: bool = False) -> Job:
     """Store a queued job and queue its Celery task once the surrounding transaction commits.
 
     The parameters are checked by the kind's runner before anything is stored, so a bad form or
-    API call gets a clear error instead of a job that fails at once.
+    API call gets a clear error instead of a job that fails at once. With `confine_paths` (parameters
+    from a web request) every server path must lie inside the configured roots (`jobs.paths`).
     """
-    from jobs.runners import runner_validate
+    from jobs.runners import runner_confine_paths, runner_validate
 
     if kind not in Job.Kind.values:
         raise JobError(f"kind {kind!r}: expected one of {', '.join(Job.Kind.values)}")
     params = dict(params or {})
     runner_validate(kind=kind, params=params)
+    if confine_paths:
+        runner_confine_paths(kind=kind, params=params)
     task_id = str(uuid.uuid4())
     job = Job.objects.create(kind=kind, params=params, created_by=created_by, celery_task_id=task_id)
     transaction.on_commit(lambda: _enqueue(job_pk=job.pk, task_id=task_id))
@@ -161,11 +181,19 @@ def _enqueue(*, job_pk: int, task_id: str) -> None:
 
     from jobs.tasks import run_job
 
-    if settings.CELERY_TASK_ALWAYS_EAGER and getattr(settings, "JOBS_EAGER_IN_THREAD", False):
-        # Embedded server (the demo sets this): run in-process but let the request that launched it return.
+    if settings.CELERY_TASK_ALWAYS_EAGER and getattr(settings, "JOBS_EAGER_IN_THREAD", True):
+        # Embedded mode: run in-process but let the request that launched it return.
         threading.Thread(target=_run_in_thread, args=(job_pk, task_id), daemon=True, name=f"job-{job_pk}").start()
         return
-    run_job.apply_async(args=[job_pk], task_id=task_id)
+    try:
+        run_job.apply_async(args=[job_pk], task_id=task_id)
+    except Exception as exc:  # noqa: BLE001 - a broker that cannot be reached must not fail the request
+        logger.exception("job #%s could not be queued", job_pk)
+        Job.objects.filter(pk=job_pk, state=Job.State.QUEUED).update(
+            state=Job.State.FAILED, finished_at=timezone.now(), message="failed: not queued",
+            error=f"could not be queued on the Celery broker ({type(exc).__name__}: {exc}); is the broker "
+                  f"running and CELERY_BROKER_URL right?",
+        )
 
 
 def _run_in_thread(job_pk: int, task_id: str) -> None:

@@ -27,7 +27,10 @@ class StudySettingsForm(forms.Form):
 
     name = forms.CharField(max_length=150)
     seed = forms.IntegerField(initial=0, help_text="Same seed, same draw and same reader orders.")
-    repeats = forms.IntegerField(min_value=0, initial=0, help_text="Main items shown a second time (consistency).")
+    repeats = forms.IntegerField(
+        min_value=0, initial=0,
+        help_text="Main items shown a second time (consistency); a repeat's file is byte-identical to its original's.",
+    )
     instructions = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}), required=False,
         initial=Study._meta.get_field("instructions").default, help_text="Shown before the first image.",
@@ -43,6 +46,10 @@ class StudySettingsForm(forms.Form):
         regex=r"^\s*\d+\s*[xX]\s*\d+\s*$", required=False,
         help_text="WIDTHxHEIGHT of the blinded images, e.g. 128x128; empty: the most common size.",
     )
+    harmonisation = forms.ChoiceField(
+        choices=Study.Harmonisation.choices, initial=Study.Harmonisation.NONE, required=False,
+        help_text="Put every source image through the same low-level history (see the confound audit).",
+    )
 
     def study_arguments(self) -> dict:
         """Keyword arguments for `study_build` / `study_import` (after `is_valid()`)."""
@@ -56,6 +63,7 @@ class StudySettingsForm(forms.Form):
             "confidence_max": data["confidence_max"],
             "confidence_labels": [x.strip() for x in data["confidence_labels"].split(",") if x.strip()],
             "allow_revision": data["allow_revision"],
+            "harmonisation": data["harmonisation"] or Study.Harmonisation.NONE,
         }
         if data["blinded_size"]:
             kwargs["blinded_size"] = tuple(int(v) for v in data["blinded_size"].lower().split("x"))
@@ -114,8 +122,18 @@ class StudyUploadForm(StudySettingsForm):
         return {**super().study_arguments(), "archive": self.cleaned_data["archive"]}
 
 
+class UserChoiceField(forms.ModelMultipleChoiceField):
+    def _check_values(self, value):
+        # An id beyond the database's integer range would overflow the driver (a 500): refuse it first.
+        for pk in value if isinstance(value, (list, tuple)) else ():
+            if str(pk).isdigit() and int(str(pk)[:30]) > 2**63 - 1:
+                raise forms.ValidationError(self.error_messages["invalid_pk_value"], code="invalid_pk_value",
+                                            params={"pk": str(pk)[:30]})
+        return super()._check_values(value)
+
+
 class AssignReadersForm(forms.Form):
-    users = forms.ModelMultipleChoiceField(
+    users = UserChoiceField(
         queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
         widget=FilteredSelectMultiple("readers", is_stacked=False),
     )
@@ -127,6 +145,14 @@ class StudyChangeForm(forms.ModelForm):
     class Meta:
         model = Study
         fields = "__all__"
+        labels = {"break_every": "Break reminder every", "microns_per_pixel": "Microns per pixel (µm/px)"}
+        help_texts = {
+            "break_every": "A gentle break reminder after every so many answered images; 0: none.",
+            "microns_per_pixel": "Of the shown images, for the viewer's scale bar (one value for the whole study, "
+                                 "so it cannot tell real from synthetic); empty: no scale bar.",
+            "equivalence_margin": "Half-width around AUC 0.5 within which readers count as unable to tell "
+                                  "(two one-sided tests in the results), e.g. 0.05.",
+        }
 
     def clean(self):
         data = super().clean()
@@ -137,4 +163,10 @@ class StudyChangeForm(forms.ModelForm):
             study_settings_validate(**scale)
         except StudyError as exc:
             raise forms.ValidationError(str(exc)) from exc
+        margin = data.get("equivalence_margin")
+        if margin is not None and not 0 < margin < 0.5:
+            self.add_error("equivalence_margin", f"{margin}: the margin around AUC 0.5 must lie between 0 and 0.5")
+        mpp = data.get("microns_per_pixel")
+        if mpp is not None and mpp <= 0:
+            self.add_error("microns_per_pixel", f"{mpp}: microns per pixel must be positive (or empty: no scale bar)")
         return data

@@ -18,7 +18,9 @@ from django.utils.text import slugify
 
 from evaluation.models import MetricResult
 from readerstudy import exports, stats
+from readerstudy.models import ImageSet, ItemFlag, Response, Study, StudyItem, StudyReader
 from readerstudy.models import ImageSet, Response, Study, StudyItem, StudyReader
+from readerstudy.services.audit import confound_audit_meta
 
 METRIC_KEYS = ["fid", "sfid", "is_mean", "is_std", "precision", "recall", "kid_mean", "kid_std", "density", "coverage"]
 EXPORT_COLUMNS = [
@@ -111,6 +113,7 @@ def study_summary(
     tables = dict(tables)
     tables["metrics"] = study_generator_metrics(study=study)
     tables["generators"] = generator_comparison(per_generator=tables["per_generator"], metrics=tables["metrics"])
+    tables["meta"] = pd.concat([tables["meta"], confound_audit_meta(audit=study.confound_audit)], ignore_index=True)
     return tables
 
 
@@ -199,8 +202,11 @@ def study_export_csv(
     if name not in exports.EXPORT_NAMES:
         raise ValueError(f"export {name!r}: expected one of {', '.join(exports.EXPORT_NAMES)}")
     filename = f"{slugify(study.name) or f'study-{study.pk}'}-{name}.csv"
+    if name == "responses":  # the two downloads must never overwrite each other, nor be mistaken
+        filename = filename.removesuffix(".csv") + ("-named.csv" if real_names else "-pseudonymous.csv")
     if name == "responses":
-        frame = study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names)
+        frame = with_flags(study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names),
+                           study=study, real_names=real_names)
     else:
         frame = study_summary(study=study, interval=interval)[name]
     return exports.to_csv(frame), filename
@@ -208,5 +214,21 @@ def study_export_csv(
 
 def study_export_files(*, study: Study, interval: str = "wilson", real_names: bool = False) -> dict[str, str]:
     """File name -> CSV text of the raw responses and every summary table, for `export_results`."""
-    responses = study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names)
+    responses = with_flags(study_responses_frame(study=study, roles=EXPORT_ROLES, real_names=real_names),
+                           study=study, real_names=real_names)
     return exports.csv_files(responses=responses, tables=study_summary(study=study, interval=interval))
+
+
+def with_flags(responses: pd.DataFrame, *, study: Study, real_names: bool = False) -> pd.DataFrame:
+    """`responses` with `flagged` (bool) and `flag_comment` (the reader's comment, may be empty)
+    columns: each reader's flags on the images they answered (a flag never changes the answer)."""
+    who = "assignment__user__username" if real_names else "assignment__pseudonym"
+    flags = pd.DataFrame.from_records(
+        list(ItemFlag.objects.filter(assignment__study=study).values_list(who, "item_id", "comment")),
+        columns=["reader", "item", "flag_comment"],
+    )
+    flags["flagged"] = True
+    out = responses.merge(flags.astype({"item": "int64"}), on=["reader", "item"], how="left")
+    out["flagged"] = out["flagged"].fillna(False).astype(bool)
+    out["flag_comment"] = out["flag_comment"].fillna("")
+    return out

@@ -2,7 +2,7 @@
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, IntegerField, QuerySet, Value
+from django.db.models import Count, F, IntegerField, Q, QuerySet, Value
 from django.urls import reverse
 
 from readerstudy.models import Presentation, Response, Study, StudyItem, StudyReader
@@ -28,6 +28,8 @@ def reader_assignment_get(*, user: AbstractBaseUser, study_id: int) -> StudyRead
     return (
         StudyReader.objects.filter(user=user, study_id=study_id, study__state__in=READER_VISIBLE_STATES)
         .select_related("study")
+        # Staff-only JSON, possibly large, that no reader page or answer needs: not decoded per request.
+        .defer("study__confound_audit", "study__provenance")
         .first()
     )
 
@@ -54,7 +56,8 @@ def assignment_progress(*, assignment: StudyReader) -> AssignmentProgress:
     """The reader's progress and next item, following their own fixed `item_order`.
 
     Two queries whatever the study's size: the reader's answered and shown items together (one
-    UNION), and the token and role of the items in their order.
+    UNION of id/time pairs), then the next and following items with the study's practice items (the
+    only ones whose role matters for the count), so no request loads every item of a large study.
     """
     order = list(assignment.item_order)
     answered_ids: set[int] = set()
@@ -66,9 +69,15 @@ def assignment_progress(*, assignment: StudyReader) -> AssignmentProgress:
             shown_at[item_id] = at
     next_index = next((i for i, pk in enumerate(order) if pk not in answered_ids), None)
     answered = sum(1 for pk in order if pk in answered_ids)
+    wanted = order[next_index:next_index + 2] if next_index is not None else []
     # Only what a reader may see of an item is loaded: its token and role.
     # (No ordering: StudyItem's default one would join the study table for nothing.)
-    items = StudyItem.objects.only("id", "study_id", "token", "role").order_by().in_bulk(order)
+    items = {
+        item.pk: item
+        for item in StudyItem.objects.filter(
+            Q(pk__in=wanted) | Q(study_id=assignment.study_id, role=StudyItem.Role.PRACTICE)
+        ).only("id", "study_id", "token", "role").order_by()
+    }
     practice_ids = {pk for pk, item in items.items() if item.role == StudyItem.Role.PRACTICE}
     practice_total = sum(1 for pk in order if pk in practice_ids)
     if next_index is None:
@@ -153,11 +162,72 @@ def study_confidence_scale(*, study: Study) -> list[dict]:
 
 
 def rating_page_config(*, study: Study) -> dict:
-    """What the rating page's script needs: the API addresses and the scale. Names no item."""
+    """What the rating page's script needs: the API addresses, the scale and the study's viewer and
+    break settings (one microns-per-pixel value for the whole study). Names no item."""
     return {
+        "flag_url": reverse("reader-api-flag", kwargs={"study_id": study.pk, "token": "__token__"}),
+        "microns_per_pixel": study.microns_per_pixel,
+        "break_every": study.break_every,
         "next_url": reverse("reader-api-next", kwargs={"study_id": study.pk}),
         "responses_url": reverse("reader-api-responses", kwargs={"study_id": study.pk}),
         "finish_url": reverse("study-finish", kwargs={"study_id": study.pk}),
         "allow_revision": study.allow_revision,
         "scale": study_confidence_scale(study=study),
     }
+
+
+def item_flag_get(*, assignment: StudyReader, item: StudyItem):
+    """This reader's flag (`ItemFlag`) on `item`, or None."""
+    return assignment.flags.filter(item=item).first()
+
+
+@dataclass(frozen=True)
+class ReaderProgress:
+    """One reader's progress in a study, for the staff's study page."""
+
+    assignment: StudyReader
+    label: str  # "Study name · R01": pseudonyms are numbered per study, so always shown with it
+    answered: int
+    total: int
+    last_activity: object  # the latest answer, revision or first showing of an image; None before any
+    flags: int
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.answered / self.total) if self.total else 0
+
+
+def reader_label(*, assignment: StudyReader) -> str:
+    """A reader as staff see them in lists: the study's name and the pseudonym ("Study X · R01")."""
+    return f"{assignment.study.name} · {assignment.pseudonym}"
+
+
+def study_reader_progress(*, study: Study) -> list[ReaderProgress]:
+    """Every reader of `study` in pseudonym order with answered/total, last activity and flags (4 queries)."""
+    from django.db.models import Max
+
+    from readerstudy.models import ItemFlag
+
+    assignments = list(study.assignments.select_related("user", "study").order_by("pseudonym"))
+    answers = {
+        row["assignment"]: row
+        for row in Response.objects.filter(assignment__study=study).order_by().values("assignment")
+        .annotate(n=Count("id"), last=Max("answered_at"), last_revised=Max("revised_at"))
+    }
+    shown = dict(
+        Presentation.objects.filter(assignment__study=study).order_by().values("assignment")
+        .annotate(last=Max("shown_at")).values_list("assignment", "last")
+    )
+    flags = dict(
+        ItemFlag.objects.filter(assignment__study=study).order_by().values("assignment")
+        .annotate(n=Count("id")).values_list("assignment", "n")
+    )
+    rows = []
+    for a in assignments:
+        row = answers.get(a.pk, {})
+        times = [t for t in (row.get("last"), row.get("last_revised"), shown.get(a.pk)) if t is not None]
+        rows.append(ReaderProgress(
+            assignment=a, label=reader_label(assignment=a), answered=row.get("n", 0), total=len(a.item_order),
+            last_activity=max(times) if times else None, flags=flags.get(a.pk, 0),
+        ))
+    return rows

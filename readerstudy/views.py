@@ -9,7 +9,7 @@
 Blinding: no page names an item; the image answers with the same headers for every item (one
 content type, no file name, no validators derived from the source, private caching) and 404 for
 anyone who may not see it, so that a token's existence is not revealed either. The image is one
-indexed query and one file read; its URL (the token) never changes, so the browser may keep it
+indexed query, its bytes then come from a per-process cache (readerstudy.blinded_images); its URL (the token) never changes, so the browser may keep it
 privately and never revalidate ("private, immutable": shared caches and proxies may not).
 """
 from django.contrib.auth.decorators import login_required
@@ -18,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from readerstudy import selectors
-from readerstudy.services.blinding import BLINDED_CONTENT_TYPE
+from readerstudy.blinded_images import blinded_image_response
 
 
 def _assignment_or_404(request: HttpRequest, study_id: int):
@@ -79,9 +79,9 @@ def item_image(request: HttpRequest, token: str) -> HttpResponse:
     item = selectors.item_image_visible_to(user=request.user, token=token)
     if item is None:
         raise Http404("No such image.")
-    # A blinded patch is tens of kilobytes: read whole (a FileResponse would also name the stored file).
-    with item.blinded_file.open("rb") as fh:
-        response = HttpResponse(fh.read(), content_type=BLINDED_CONTENT_TYPE)
+    # From this process's cache of blinded bytes, or handed to the front server (READER_IMAGE_SENDFILE);
+    # never a FileResponse, which would name the stored file.
+    response = blinded_image_response(item)
     response["Cache-Control"] = IMAGE_CACHE_CONTROL
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -16,6 +16,13 @@ def _fast_password_hasher(settings):
 
 
 @pytest.fixture(autouse=True)
+def _jobs_inline(settings):
+    # Jobs run inside the call that queued them, so a test sees the outcome; the background thread is
+    # tested on its own (tests/jobs/test_lifecycle.py).
+    settings.JOBS_EAGER_IN_THREAD = False
+
+
+@pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MEDIA_ROOT.mkdir()

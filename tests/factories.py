@@ -51,10 +51,10 @@ def make_image_set(
 
 def make_study(
     *, n_real: int = 4, n_synthetic: int = 4, readers=(), state: str = Study.State.OPEN, practice: int = 0,
-    repeats: int = 0, name: str | None = None, **settings_fields,
+    repeats: int = 0, name: str | None = None, image_size: int = 32, **settings_fields,
 ) -> Study:
-    real = make_image_set(n=n_real + practice, kind="real")
-    fake = make_image_set(n=n_synthetic, kind="synthetic", generator="diffusion")
+    real = make_image_set(n=n_real + practice, kind="real", size=image_size)
+    fake = make_image_set(n=n_synthetic, kind="synthetic", generator="diffusion", size=image_size)
     real_images = list(real.images.all())
     specs = [ItemSpec(image=img) for img in real_images[:n_real]]
     specs += [ItemSpec(image=img) for img in fake.images.all()]
@@ -78,3 +78,25 @@ def study_archive(entries: dict[str, bytes | str], manifest: str | None = None, 
     out.seek(0)
     out.name = name
     return out
+
+
+def logged_in_client(user, password: str = PASSWORD):
+    """A Django test client logged in as `user`."""
+    from django.test import Client
+
+    client = Client()
+    assert client.login(username=user.username, password=password)
+    return client
+
+
+def answer_items(assignment, *, answer: str = "real", confidence: int = 3, share: float = 1.0) -> None:
+    """The reader answers the first `share` of their order, item by item as the page does (shown, then answered)."""
+    import uuid
+
+    from readerstudy.services.responses import presentation_record, response_submit
+
+    items = StudyItem.objects.in_bulk(assignment.item_order)
+    for pk in assignment.item_order[: round(share * len(assignment.item_order))]:
+        presentation_record(assignment=assignment, item=items[pk])
+        response_submit(assignment=assignment, item_token=items[pk].token, answer=answer, confidence=confidence,
+                        client_id=uuid.uuid4())

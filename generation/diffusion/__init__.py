@@ -8,6 +8,7 @@ diffusion.py  GaussianDiffusion(config, device): schedules, q_sample, hybrid los
               label dropout; normal_kl, discretized_gaussian_log_likelihood, p2_weights
 samplers.py   sample_ddpm / sample_ddim / sample_dpmsolver_pp(model_fn, x, *, steps, schedule, generator);
               sampler_get(name) over SamplerName = Literal["ddpm", "ddim", "dpmsolver++"]
+adm_port.py   adm_state_dict_convert(guided-diffusion UNetModel state, config) -> our state dict
 pipeline.py   DiffusionGenerator.from_checkpoint(ckpt, *, device, use_ema=True).sample(labels, generators, ...)
 train.py      train(config, TrainOptions(...)) -> checkpoint path
 """

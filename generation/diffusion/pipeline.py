@@ -9,7 +9,7 @@ import torch
 from generation.diffusion.config import DiffusionConfig
 from generation.diffusion.diffusion import scheduler_kwargs
 from generation.diffusion.samplers import sampler_get
-from generation.diffusion.unet import DiffusionUNet
+from generation.diffusion.unet import DiffusionUNet, checkpoint_config
 from generation.training.checkpoint import checkpoint_load
 
 
@@ -19,8 +19,13 @@ class DiffusionGenerator:
     default_sampler = "ddpm"
     default_steps = 250
 
-    def __init__(self, model: DiffusionUNet, config: DiffusionConfig, device: torch.device, *, step: int = 0):
+    def __init__(self, model: DiffusionUNet, config: DiffusionConfig, device: torch.device, *, step: int = 0,
+                 bf16: bool | None = None):
         self.model = model.to(device).eval()
+        # bf16 sampling is the GPU default (None: on on CUDA); the scheduler arithmetic stays float32
+        self.bf16 = device.type == "cuda" if bf16 is None else bf16
+        if self.bf16 and device.type != "cuda":
+            raise ValueError("bf16 sampling needs a CUDA GPU; drop bf16 to sample on the CPU")
         self.config = config
         self.device = device
         self.step = step
@@ -28,14 +33,15 @@ class DiffusionGenerator:
         self.image_size = config.image_size
 
     @classmethod
-    def from_checkpoint(cls, ckpt: dict | str, *, device: torch.device | str = "cpu", use_ema: bool = True):
+    def from_checkpoint(cls, ckpt: dict | str, *, device: torch.device | str = "cpu", use_ema: bool = True,
+                        bf16: bool | None = None):
         if not isinstance(ckpt, dict):
             ckpt = checkpoint_load(ckpt, kind="diffusion")
-        config = DiffusionConfig.from_dict(ckpt["config"])
+        config = checkpoint_config(ckpt)
         model = DiffusionUNet(config)
         weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
         model.load_state_dict(weights)
-        return cls(model, config, torch.device(device), step=int(ckpt.get("step", 0)))
+        return cls(model, config, torch.device(device), step=int(ckpt.get("step", 0)), bf16=bf16)
 
     def model_fn(self, labels: torch.Tensor, guidance: float = 1.0):
         """x_t, t -> 6 channels; guidance w != 1 mixes eps_uncond + w (eps_cond - eps_uncond)."""
@@ -45,10 +51,16 @@ class DiffusionGenerator:
         labels = labels.to(self.device)
         null = torch.full_like(labels, self.config.null_class)
 
+        def net(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            if not self.bf16:
+                return self.model(x, t, y)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return self.model(x, t, y).float()
+
         def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             if guidance == 1.0:
-                return self.model(x, t, labels)
-            out = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).float()
+                return net(x, t, labels)
+            out = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).float()
             cond, uncond = out.chunk(2)
             eps = uncond[:, :3] + guidance * (cond[:, :3] - uncond[:, :3])
             return torch.cat([eps, cond[:, 3:]], dim=1)

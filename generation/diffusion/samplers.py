@@ -6,8 +6,13 @@ k-diffusion), each driving one of diffusers' schedulers, and ONE factory that pi
 `model_fn(x_t, t)` returns the model's 6 channels (noise + variance interpolation) for a batch at
 integer timestep t (labels and guidance are bound inside it); `x` is the initial Gaussian noise;
 `schedule` holds the training schedule's scheduler arguments (`diffusion.scheduler_kwargs`);
-`generator` (one, or one per image) draws the noise of stochastic samplers. Timesteps are spaced
-evenly from T-1 to 0 ("linspace"), so respaced runs keep both ends. Pure torch, no Django.
+`generator` (one, or one per image) draws the noise of stochastic samplers.
+
+Timesteps: DDPM and DPM-Solver++ step from each evaluated timestep to the next one in their list, so
+they are spaced evenly from T-1 to 0 ("linspace", both ends kept). DDIM in diffusers always steps back
+by T // N, so it uses guided-diffusion's `ddimN` spacing ("leading": t = 0, T // N, 2 T // N, ...), where
+the next evaluated timestep is exactly T // N below.
+Pure torch, no Django.
 """
 from __future__ import annotations
 
@@ -45,8 +50,10 @@ def sample_ddpm(model_fn: ModelFn, x: torch.Tensor, *, steps: int, schedule: dic
 
 def sample_ddim(model_fn: ModelFn, x: torch.Tensor, *, steps: int, schedule: dict, generator=None,
                 progress: bool = False) -> torch.Tensor:
-    """Deterministic DDIM (Song et al. 2021, eta = 0); uses the noise prediction only."""
-    scheduler = DDIMScheduler(**schedule, clip_sample=True, timestep_spacing="linspace")
+    """Deterministic DDIM (Song et al. 2021, eta = 0) on guided-diffusion's ddimN timesteps (every
+    update lands on the next evaluated timestep); uses the noise prediction only."""
+    scheduler = DDIMScheduler(**schedule, clip_sample=True, timestep_spacing="leading",
+                              steps_offset=0, set_alpha_to_one=True)
     return _run(scheduler, lambda x_, t: model_fn(x_, t)[:, :3], x, steps=steps, progress=progress, eta=0.0)
 
 

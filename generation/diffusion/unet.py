@@ -41,6 +41,8 @@ class DiffusionUNet(nn.Module):
             resnet_time_scale_shift="scale_shift",
             attention_head_dim=config.attention_head_dim,
             norm_num_groups=config.norm_num_groups,
+            # without it diffusers drops the middle attention's GroupNorm under scale_shift (not ADM)
+            attn_norm_num_groups=config.norm_num_groups if config.mid_attention_norm else None,
             dropout=config.dropout,
             num_class_embeds=config.num_classes + 1,
             flip_sin_to_cos=True,
@@ -69,6 +71,27 @@ def _zero_init_outputs(unet: UNet2DModel) -> None:
         nn.init.zeros_(m.weight)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
+
+
+MID_ATTENTION_NORM_KEY = "unet.mid_block.attentions.0.group_norm.weight"
+
+
+def checkpoint_config(ckpt: dict) -> DiffusionConfig:
+    """The config a checkpoint's weights were made with. Checkpoints written before the middle attention
+    got ADM's GroupNorm lack its weights and have no `mid_attention_norm` field: they are rebuilt with
+    `mid_attention_norm=False`, i.e. exactly the network they were trained as (a warning says so);
+    that GroupNorm cannot be added after training without changing the outputs."""
+    data = dict(ckpt["config"])
+    if "mid_attention_norm" not in data:
+        weights = ckpt.get("ema") or ckpt["model"]
+        data["mid_attention_norm"] = MID_ATTENTION_NORM_KEY in weights
+        if not data["mid_attention_norm"]:
+            import warnings
+
+            warnings.warn(f"{ckpt.get('path', 'checkpoint')}: made before the ADM-exact UNet (its middle attention "
+                          "has no GroupNorm); loaded as that older network. Retrain for the ADM architecture.",
+                          stacklevel=2)
+    return DiffusionConfig.from_dict(data)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,7 +1,9 @@
 """Training the conditional ProGAN (Karras et al., ICLR 2018; projection critic of Miyato & Koyama, 2018).
 
 One step = one critic update (WGAN-GP, lambda 10, drift 0.001) and one generator update, both with
-Adam (lr 1e-3, betas 0 and 0.99), then the generator EMA (0.999). The growth schedule fixes, from the
+Adam (lr 1e-3, betas 0 and 0.99), then the generator EMA (0.999). Both Adam states are reset when a
+phase begins (a new resolution fades in, then stabilises), as the reference implementation does
+(`reset_opt_for_new_lod`). The growth schedule fixes, from the
 number of images seen, the resolution, the fade-in weight alpha (for the generator, the critic and
 the real images alike) and the batch size. The run is cut into one segment per phase (constant batch
 size) and each segment goes through the shared loop of `generation.training` (progress bar, metrics
@@ -47,6 +49,7 @@ from generation.training.ema import EMA
 from generation.training.grids import grid_save
 from generation.training.logging import MetricsLog
 from generation.training.loop import LoopSchedule, loop_run
+from generation.training.progress import OnProgress
 
 KIND = "progan"
 DEFAULT_PRESET = "progan-128"
@@ -147,11 +150,12 @@ class ProGANTrainer:
     def __init__(self, *, cfg: ProGANConfig, dataset: PatchDataset, out: Path, env: DistEnv, seed: int,
                  log_every: int = 50, sample_every: int = 500, save_every: int = 1000, num_workers: int = 0,
                  augment: bool = True, metrics_file: str = "metrics.csv", show_progress: bool = True,
-                 reporter: Callable[[float, str], None] | None = None):
+                 on_progress: OnProgress | None = None):
         self.cfg, self.dataset, self.out, self.env, self.seed = cfg, dataset, out, env, seed
         self.log_every, self.sample_every, self.save_every = log_every, sample_every, save_every
         self.num_workers, self.augment, self.metrics_file = num_workers, augment, metrics_file
-        self.show_progress, self.reporter = show_progress, reporter
+        self.show_progress, self.user_on_progress = show_progress, on_progress
+        self.stop_requested = False
         self.schedule = GrowthSchedule(cfg)
         self.segments = plan_segments(self.schedule, env.world_size)
         self.total_steps = self.segments[-1].end_step
@@ -159,12 +163,23 @@ class ProGANTrainer:
         self.G = Generator(cfg).to(env.device)
         self.D = Discriminator(cfg).to(env.device)
         self.ema = EMA(self.G, cfg.ema_decay)
-        adam = dict(lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps)
-        self.g_opt = torch.optim.Adam(self.G.parameters(), **adam)
-        self.d_opt = torch.optim.Adam(self.D.parameters(), **adam)
+        self.optimizers_reset()
         self.step = 0
         self.last_checkpoint: Path | None = None
         seed_everything(seed, env.rank)
+
+    def on_progress(self, step: int, total: int, metrics: dict) -> bool | None:
+        """The caller's callback, remembering a stop request (it may come at a phase's last step)."""
+        answer = self.user_on_progress(step, total, metrics) if self.user_on_progress is not None else None
+        if answer is False:
+            self.stop_requested = True
+        return answer
+
+    def optimizers_reset(self) -> None:
+        """Fresh Adam states for both networks (at the start of the run and of every later phase)."""
+        adam = dict(lr=self.cfg.lr, betas=self.cfg.betas, eps=self.cfg.adam_eps)
+        self.g_opt = torch.optim.Adam(self.G.parameters(), **adam)
+        self.d_opt = torch.optim.Adam(self.D.parameters(), **adam)
 
     def trained_state(self, steps_done: int) -> GrowthState:
         """Resolution and fade-in weight of the last step done (of step 0 before any)."""
@@ -266,7 +281,10 @@ class ProGANTrainer:
         for seg in self.segments:
             if seg.end_step <= self.step or seg.first_step >= stop:
                 continue
-            self._run_segment(seg, min(seg.end_step, stop), metrics)
+            end = min(seg.end_step, stop)
+            self._run_segment(seg, end, metrics)
+            if self.stop_requested:  # on_progress asked to stop; the checkpoint of this step is written
+                break
         if self.step == 0 or self.last_checkpoint is None:
             self.save(self.step)
         state = self.trained_state(self.step)
@@ -276,27 +294,21 @@ class ProGANTrainer:
 
     def _run_segment(self, seg: Segment, end: int, metrics: MetricsLog) -> None:
         start = max(seg.first_step, self.step)
+        if start == seg.first_step and seg.phase.index > 0:
+            self.optimizers_reset()  # a new phase: new resolution or end of its fade-in
         loader = make_loader(
             self.dataset, batch_size=seg.phase.batch_size, seed=self.seed + 7919 * (seg.phase.index + 1),
             start_step=start - seg.first_step, rank=self.env.rank, world_size=self.env.world_size,
             num_workers=self.num_workers,
         )
         batches = iter(loader)
-
-        def step_fn(step: int) -> dict:
-            out = self.train_step(step, next(batches), seg)
-            if self.reporter is not None and self.env.is_main and ((step + 1) % self.log_every == 0 or step + 1 == end):
-                self.reporter((step + 1) / self.total_steps, f"{seg.phase.name}: step {step + 1}/{self.total_steps}")
-            return out
-
-        if self.env.is_main and self.reporter is not None:
-            self.reporter(start / self.total_steps, f"{seg.phase.name} from step {start}")
         self.step = loop_run(
-            step_fn=step_fn, start_step=start,
+            step_fn=lambda step: self.train_step(step, next(batches), seg), start_step=start,
             schedule=LoopSchedule(end, self.log_every, self.sample_every, self.save_every),
             env=self.env, images_per_step=seg.global_batch, metrics_log=metrics, save_fn=self.save,
             sample_fn=self.sample_grid if self.sample_every else None, last_checkpoint=self.last_checkpoint,
-            desc=f"progan {seg.phase.name}", progress=self.show_progress,
+            desc=f"progan {seg.phase.name}", progress=self.show_progress, on_progress=self.on_progress,
+            progress_total=self.total_steps,
         )
 
 
@@ -350,15 +362,15 @@ def train_progan(
     augment: bool = True,
     metrics_file: str = "metrics.csv",
     progress: bool = True,
-    reporter: Callable[[float, str], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> ProGANTrainResult:
     """Train (or with `resume`, continue from `out`/checkpoint.pt) a conditional ProGAN on a patch folder.
 
     `preset` defaults to progan-128 for a new run and to the checkpoint's for a resumed one.
     `image_size` is the final resolution (patches larger than it are box-downsampled); `images_per_phase`
     sets both phase lengths, `batch_size` every resolution's batch; `max_steps` stops this invocation
-    at that global step (a later `resume` goes on); `progress` shows the bar, `reporter(fraction, message)`
-    receives the progress (a job's reporter). Works on a CPU, one GPU or under `torchrun`.
+    at that global step (a later `resume` goes on); `progress` shows the bar; `on_progress(step, total,
+    metrics)` is called after every step and stops the run cleanly (checkpoint written) by returning False. Works on a CPU, one GPU or under `torchrun`.
     """
     out = Path(out)
     for name, value in (("log_every", log_every), ("save_every", save_every)):
@@ -396,7 +408,7 @@ def train_progan(
         trainer = ProGANTrainer(cfg=cfg, dataset=dataset, out=out, env=env, seed=seed, log_every=log_every,
                                 sample_every=sample_every, save_every=save_every, num_workers=num_workers,
                                 augment=augment, metrics_file=metrics_file, show_progress=progress,
-                                reporter=reporter)
+                                on_progress=on_progress)
         if resume_ckpt is not None:
             trainer.load(resume_ckpt)
         return trainer.run(max_steps=max_steps)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import inspect
 import json
 import os
 import shutil
@@ -22,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from generation.training.checkpoint import checkpoint_load
 from generation.training.data import step_generator, to_uint8
 from generation.training.distributed import device_resolve
+from generation.training.progress import OnProgress, ProgressBar, StopRequested, progress_call
 
 Loader = Callable[..., object]
 _REGISTRY: dict[str, Loader] = {}
@@ -41,16 +42,16 @@ def register_generator(kind: str, loader: Loader) -> None:
     _REGISTRY[kind] = loader
 
 
-def _load_diffusion(ckpt: dict, *, device: torch.device, use_ema: bool):
+def _load_diffusion(ckpt: dict, *, device: torch.device, use_ema: bool, bf16: bool | None = None):
     from generation.diffusion.pipeline import DiffusionGenerator
 
-    return DiffusionGenerator.from_checkpoint(ckpt, device=device, use_ema=use_ema)
+    return DiffusionGenerator.from_checkpoint(ckpt, device=device, use_ema=use_ema, bf16=bf16)
 
 
 register_generator("diffusion", _load_diffusion)
 
 
-def generator_load(ckpt: dict, *, device: torch.device, use_ema: bool = True):
+def generator_load(ckpt: dict, *, device: torch.device, use_ema: bool = True, bf16: bool | None = None):
     kind = ckpt["kind"]
     for module in (f"generation.{kind}.sampling", f"generation.{kind}.sample"):
         if kind in _REGISTRY:
@@ -63,7 +64,12 @@ def generator_load(ckpt: dict, *, device: torch.device, use_ema: bool = True):
     if kind not in _REGISTRY:
         raise GenerateError(f"{ckpt.get('path', 'checkpoint')}: no generator registered for kind {kind!r} "
                             f"(known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[kind](ckpt, device=device, use_ema=use_ema)
+    loader = _REGISTRY[kind]
+    if "bf16" in inspect.signature(loader).parameters:
+        return loader(ckpt, device=device, use_ema=use_ema, bf16=bf16)
+    if bf16:
+        raise GenerateError(f"{kind} checkpoints take no bf16 option")
+    return loader(ckpt, device=device, use_ema=use_ema)  # float32 anyway
 
 
 @dataclass
@@ -81,6 +87,10 @@ class GenerateRequest:
     device: str = "auto"
     use_ema: bool = True
     progress: bool = False
+    bf16: bool | None = None  # None: bf16 sampling on CUDA (the GPU fast path), float32 elsewhere
+    # (images done, images to draw, {}) after each batch; False stops: nothing is written, and
+    # `generate` raises StopRequested
+    on_progress: OnProgress | None = None
 
 
 @dataclass
@@ -117,7 +127,7 @@ def generate(request: GenerateRequest) -> GenerateResult:
         raise GenerateError(f"batch size {request.batch_size}: must be >= 1")
     device = device_resolve(request.device)
     ckpt = checkpoint_load(request.checkpoint)
-    gen = generator_load(ckpt, device=device, use_ema=request.use_ema)
+    gen = generator_load(ckpt, device=device, use_ema=request.use_ema, bf16=request.bf16)
     options = {"sampler": request.sampler, "steps": request.steps, "guidance": request.guidance}
     given = {k: v for k, v in options.items() if v is not None}
     if not gen.accepts_sampler_options and given:
@@ -140,8 +150,8 @@ def generate(request: GenerateRequest) -> GenerateResult:
             counters[y] += 1
         rows, arrays = [], []
         started = time.perf_counter()
-        for start in tqdm(range(0, len(plan), request.batch_size), desc="generate", unit="batch",
-                          disable=not request.progress):
+        bar = ProgressBar(desc="generate", unit="image", show=(), enabled=request.progress)
+        for start in range(0, len(plan), request.batch_size):
             chunk = plan[start:start + request.batch_size]
             ys = torch.tensor([y for y, _ in chunk], dtype=torch.long)
             gens = [step_generator(request.seed, i, rank=y, stream=11) for y, i in chunk]
@@ -154,6 +164,9 @@ def generate(request: GenerateRequest) -> GenerateResult:
                 Image.fromarray(array).save(tmp / rel, format="PNG")
                 rows.append({"path": rel.as_posix(), "label": name, "label_index": y, "index": i, "seed": request.seed})
                 arrays.append(array)
+            if progress_call([bar, request.on_progress], len(rows), len(plan)):
+                raise StopRequested(f"generation stopped on request after {len(rows)} of {len(plan)} images; "
+                                    f"nothing was written to {out}")
         seconds = time.perf_counter() - started
         with (tmp / "manifest.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))

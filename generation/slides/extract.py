@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from generation.slides.annotations import (
     AnnotationError,
@@ -50,6 +49,7 @@ from generation.slides.sampling import (
 )
 from generation.slides.splits import split_slides
 from generation.slides.stain import load_reference, make_normaliser
+from generation.training.progress import OnProgress, ProgressBar, progress_call
 
 # File suffixes of the formats OpenSlide reads.
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".czi", ".dcm")
@@ -93,6 +93,9 @@ class ExtractConfig:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     workers: int = 1
     progress: bool = True
+    # (slides done, slides to do, {"slide_id", "kept"}) after each slide; False stops before the next
+    # slide (those done are kept: run again with the same out_dir to go on)
+    on_progress: OnProgress | None = None
 
 
 @dataclass
@@ -102,6 +105,7 @@ class ExtractResult:
     manifest_path: Path
     report_path: Path
     n_patches: int
+    stopped: bool = False  # on_progress asked to stop; the slides not started are "pending"
 
     @property
     def failed(self) -> list[dict]:
@@ -351,8 +355,12 @@ def run_extraction(config: ExtractConfig) -> ExtractResult:
             orphan.update(status="failed", error=f"{path}: slide has no row in {config.labels_csv}")
             reports[sid] = orphan
 
-    for report in _run_jobs(jobs, config):
+    stop = {"asked": False}
+    for report in _run_jobs(jobs, config, stop):
         reports[report["slide_id"]] = report
+    for job in jobs:
+        if stop["asked"] and reports[job.slide.slide_id]["status"] == "":
+            reports[job.slide.slide_id]["status"] = "pending"
     shutil.rmtree(out_dir / ".tmp", ignore_errors=True)
 
     by_slide = {s.slide_id: s for s in labels}
@@ -381,17 +389,28 @@ def run_extraction(config: ExtractConfig) -> ExtractResult:
         manifest_path=manifest_path,
         report_path=report_json,
         n_patches=len(manifest),
+        stopped=stop["asked"],
     )
 
 
-def _run_jobs(jobs: list[SlideJob], config: ExtractConfig):
-    bar = tqdm(total=len(jobs), desc="slides", unit="slide", disable=not config.progress)
+def _run_jobs(jobs: list[SlideJob], config: ExtractConfig, stop: dict):
+    bar = ProgressBar(desc="slides", unit="slide", show=("kept",), enabled=config.progress)
+    done = 0
+
+    def reported(report: dict) -> dict:
+        nonlocal done
+        done += 1
+        if progress_call([bar, config.on_progress], done, len(jobs),
+                         {"slide_id": report["slide_id"], "kept": report.get("kept", 0)}):
+            stop["asked"] = True
+        return report
+
     try:
         if config.workers == 1 or len(jobs) <= 1:
             for job in jobs:
-                report = extract_slide(job)
-                bar.update(1)
-                yield report
+                yield reported(extract_slide(job))
+                if stop["asked"]:
+                    return
             return
         # Spawned processes inherit no threads, locks or database handles. A worker that dies (a
         # crash inside a slide library) breaks the pool: its unfinished slides are reported failed.
@@ -399,6 +418,11 @@ def _run_jobs(jobs: list[SlideJob], config: ExtractConfig):
         with ProcessPoolExecutor(max_workers=min(config.workers, len(jobs)), mp_context=context) as pool:
             futures = {pool.submit(extract_slide, job): job for job in jobs}
             for future in as_completed(futures):
+                if stop["asked"]:  # slides already running finish; the others never start
+                    for other in futures:
+                        other.cancel()
+                    if future.cancelled():
+                        continue
                 try:
                     report = future.result()
                 except Exception as exc:  # noqa: BLE001 - BrokenProcessPool and pickling errors
@@ -407,7 +431,6 @@ def _run_jobs(jobs: list[SlideJob], config: ExtractConfig):
                     report.update(status="failed", error=(
                         f"{job.slide.slide_id}: worker process failed ({type(exc).__name__}: {exc}); rerun to retry"
                     ))
-                bar.update(1)
-                yield report
+                yield reported(report)
     finally:
         bar.close()

@@ -42,7 +42,19 @@ loop.py
     NonFiniteLossError; check_finite(metrics, *, step, last_checkpoint)
     LoopSchedule(total_steps, log_every, sample_every, save_every)
     loop_run(*, step_fn, start_step, schedule, env, images_per_step, metrics_log, save_fn,
-             sample_fn=None, last_checkpoint=None, desc="train", progress=True) -> final step
+             sample_fn=None, last_checkpoint=None, desc="train", progress=True, on_progress=None,
+             progress_offset=0, progress_total=None) -> final step (less than total: stopped)
         step_fn(step) does one optimiser step and returns {"loss": tensor, ...}; the loop handles
-        progress bar, metrics log (rank-averaged), NaN guard, sample grids and checkpoints.
+        progress bar, on_progress (False: clean stop, checkpoint written), metrics log
+        (rank-averaged), NaN guard, sample grids and checkpoints.
+
+progress.py
+    OnProgress = (step, total, metrics) -> bool | None   the one progress/cancel protocol
+    progress_call(callbacks, step, total, metrics) -> stop?;  ProgressBar (tqdm, as a callback)
+    StopRequested                                        sampling stopped on request
+
+fastpath.py
+    FastPath(bf16, channels_last, compile, tf32, fused_adamw, num_workers, device_augment)
+        None = on on CUDA, off on a CPU; .resolve(device), .autocast(device), .compiled(module),
+        .adamw(params, ...), .memory_format(), .apply_global()
 """

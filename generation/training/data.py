@@ -195,24 +195,35 @@ class StepBatchSampler(Sampler[list[int]]):
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, seed: int, start_step: int = 0, rank: int = 0,
-                world_size: int = 1, num_workers: int = 0) -> DataLoader:
-    """An endless loader of `(uint8 images, labels)` batches; batch k is the one for step start_step + k."""
+                world_size: int = 1, num_workers: int = 0, pin_memory: bool | None = None) -> DataLoader:
+    """An endless loader of `(uint8 images, labels)` batches; batch k is the one for step start_step + k.
+    Workers (kept alive between batches) and pinned memory (default: when CUDA is there) do not change
+    the batches, only who reads them."""
     sampler = StepBatchSampler(len(dataset), batch_size=batch_size, seed=seed, start_step=start_step,
                                rank=rank, world_size=world_size)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=num_workers > 0)
+    pin = torch.cuda.is_available() if pin_memory is None else pin_memory
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin,
+                      persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers > 0 else None)
 
 
 def augment_dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip and rotation by k*90 degrees per image (8 equally likely variants)."""
+    """Random horizontal flip and rotation by k*90 degrees per image (8 equally likely variants).
+
+    The choices come from `generator` (on the CPU, so they do not depend on where `images` are); the
+    images are transformed where they lie, one indexed operation per variant, so uint8 batches moved to
+    the GPU first are augmented there."""
     n = images.shape[0]
-    ops = torch.randint(0, 8, (n,), generator=generator, device=generator.device).tolist()
-    out = []
-    for image, op in zip(images, ops):
+    ops = torch.randint(0, 8, (n,), generator=generator, device=generator.device).to(images.device)
+    out = torch.empty_like(images)
+    for op in range(8):
+        index = (ops == op).nonzero().squeeze(1)
+        if index.numel() == 0:
+            continue
+        chosen = images.index_select(0, index)
         if op >= 4:
-            image = image.flip(-1)
-        out.append(torch.rot90(image, op % 4, dims=(-2, -1)))
-    return torch.stack(out)
+            chosen = chosen.flip(-1)
+        out.index_copy_(0, index, torch.rot90(chosen, op % 4, dims=(-2, -1)).contiguous(memory_format=torch.contiguous_format))
+    return out
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:

@@ -82,6 +82,15 @@ def mean_across_ranks(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return value
 
 
+def any_rank(flag: bool, env: DistEnv) -> bool:
+    """True on every rank when `flag` is True on any (e.g. a stop asked on the main rank)."""
+    if not env.distributed:
+        return bool(flag)
+    value = torch.tensor([1.0 if flag else 0.0], device=env.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
 def barrier(env: DistEnv) -> None:
     if env.distributed:
         dist.barrier()

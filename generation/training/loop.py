@@ -2,8 +2,10 @@
 
 The caller supplies a `step_fn(step) -> {"loss": tensor, ...}` that does one optimiser step (data,
 forward, backward, update) and callbacks to save and sample; the loop owns the bookkeeping: the
-progress bar, the metrics log, the NaN guard (stop with a clear message, keep the last good
-checkpoint), and the schedule of grids and checkpoints. Pure torch, no Django.
+progress callbacks (`generation.training.progress`: the command line's bar is one of them; a callback
+returning False stops the run cleanly after the step, checkpoint written), the metrics log, the NaN
+guard (stop with a clear message, keep the last good checkpoint), and the schedule of grids and
+checkpoints. Pure torch, no Django.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from generation.training.distributed import DistEnv, barrier, mean_across_ranks
+from generation.training.distributed import DistEnv, any_rank, barrier, mean_across_ranks
 from generation.training.logging import MetricsLog, Progress
+from generation.training.progress import OnProgress, ProgressBar, progress_call
 
 
 class NonFiniteLossError(RuntimeError):
@@ -45,10 +48,17 @@ class LoopSchedule:
 def loop_run(*, step_fn: Callable[[int], dict], start_step: int, schedule: LoopSchedule, env: DistEnv,
              images_per_step: int, metrics_log: MetricsLog, save_fn: Callable[[int], Path],
              sample_fn: Callable[[int], None] | None = None, last_checkpoint: Path | None = None,
-             desc: str = "train", progress: bool = True) -> int:
+             desc: str = "train", progress: bool = True, on_progress: OnProgress | None = None,
+             progress_offset: int = 0, progress_total: int | None = None) -> int:
     """Run steps `start_step .. total_steps-1`; `save_fn(step)` / `sample_fn(step)` get the count of
-    steps done. Returns the final step. Metrics are averaged across ranks before logging."""
-    progress = Progress(total=schedule.total_steps, initial=start_step, desc=desc, enabled=env.is_main and progress)
+    steps done. Returns the final step: less than `total_steps` when `on_progress` asked to stop (the
+    checkpoint of that step is written). Metrics are averaged across ranks before logging. The
+    callbacks (main rank only) see `progress_offset + steps done` of `progress_total` (default: this
+    loop's total), so a run cut into several loops reports as one."""
+    total = progress_total or schedule.total_steps
+    bar = ProgressBar(desc=desc, initial=progress_offset + start_step, enabled=env.is_main and progress)
+    callbacks = [bar, on_progress] if env.is_main else []
+    progress = Progress(total=schedule.total_steps, initial=start_step, desc=desc, enabled=False)
     sums: dict[str, float] = {}
     count = 0
     step = start_step
@@ -71,10 +81,16 @@ def loop_run(*, step_fn: Callable[[int], dict], start_step: int, schedule: LoopS
             if sample_fn is not None and schedule.sample_every and (step % schedule.sample_every == 0 or step == schedule.total_steps):
                 if env.is_main:
                     sample_fn(step)
-            if step % schedule.save_every == 0 or step == schedule.total_steps:
+            stop = progress_call(callbacks, progress_offset + step, total,
+                                 {**values, "images_per_second": progress.images_per_second})
+            stop = any_rank(stop, env)  # every rank stops at the same step
+            if step % schedule.save_every == 0 or step == schedule.total_steps or stop:
                 if env.is_main:
                     last_checkpoint = save_fn(step)
                 barrier(env)
+            if stop:
+                break
     finally:
         progress.close()
+        bar.close()
     return step

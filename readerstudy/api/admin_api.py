@@ -6,18 +6,21 @@ errors come back as 400 with `{"problems": [...]}`, each naming its row, file or
 """
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 
+from config.parsers import LimitedJSONParser
+from jobs.models import Job
 from readerstudy.api import admin_serializers as s
 from readerstudy.models import ImageSet, Response, Study, StudyReader
 from readerstudy.services.building import SetCount, study_build
-from readerstudy.services.imports import StudyImportError, study_import
+from readerstudy.services.imports import StudyImportError, study_import_or_queue
 from readerstudy.services.studies import StudyError, study_assign_readers, study_set_state, study_update_settings
 
 PROBLEMS = OpenApiResponse(s.ProblemsSerializer, description="Every problem found; nothing was written.")
@@ -54,7 +57,7 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     permission_classes = [IsAdminUser]
     lookup_value_converter = "int"
     serializer_class = s.StudySerializer
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [LimitedJSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self):
         return Study.objects.annotate(
@@ -94,16 +97,24 @@ class StudyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return self._study_response(study, status.HTTP_201_CREATED)
 
     @extend_schema(
-        request={"multipart/form-data": s.StudyUploadSerializer}, responses={201: s.StudySerializer, 400: PROBLEMS}
+        request={"multipart/form-data": s.StudyUploadSerializer},
+        responses={201: s.StudySerializer, 202: OpenApiResponse(description="A large archive: queued as an "
+                   "import job; follow `url`."), 400: PROBLEMS},
     )
     @action(detail=False, methods=["post"], parser_classes=[MultiPartParser, FormParser])
     def upload(self, request: Request) -> ApiResponse:
         parsed = s.StudyUploadSerializer(data=request.data)
         parsed.is_valid(raise_exception=True)
         try:
-            study = study_import(archive=parsed.validated_data["archive"], **_create_arguments(parsed.validated_data))
+            study = study_import_or_queue(
+                archive=parsed.validated_data["archive"], created_by=request.user,
+                **_create_arguments(parsed.validated_data),
+            )
         except (StudyImportError, StudyError) as exc:
             return _problems(exc)
+        if isinstance(study, Job):  # a large archive: imported by a background job, followed at its URL
+            url = reverse("jobs-api:job-detail", args=[study.pk])
+            return ApiResponse({"job": study.pk, "state": study.state, "url": url}, status=status.HTTP_202_ACCEPTED)
         return self._study_response(study, status.HTTP_201_CREATED)
 
     @extend_schema(request=s.StudyStateSerializer, responses={200: s.StudySerializer, 400: PROBLEMS})

@@ -44,6 +44,7 @@ class StudySerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "state", "instructions", "confidence_min", "confidence_max", "confidence_labels",
             "allow_revision", "seed", "provenance", "n_items", "n_readers", "n_responses", "created_at",
+            "harmonisation", "confound_audit",
         ]
 
 
@@ -66,6 +67,10 @@ class _CreateSettingsSerializer(StudySettingsSerializer):
     blinded_size = serializers.ListField(
         child=serializers.IntegerField(min_value=1), min_length=2, max_length=2, required=False,
         help_text="[width, height] of the blinded images; default the most common size.",
+    )
+    harmonisation = serializers.ChoiceField(
+        choices=Study.Harmonisation.choices, required=False, default=Study.Harmonisation.NONE,
+        help_text="Low-level history every source image goes through at build (recorded on the study).",
     )
 
 

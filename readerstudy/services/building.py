@@ -6,15 +6,22 @@ label as far as the set allows, the remainder spread at random), with a seed, so
 call gives the same study.
 Optional practice items (shown first, with feedback, left out of the results) are drawn from the
 images not used as main items; optional repeated items show some main images a second time to
-measure each reader's consistency.
+measure each reader's consistency; they are blinded from the same source on the same path, so
+their files are byte-identical to their originals' (readers are told that repeats exist).
+The confound audit (`services.audit`) runs on the new study before it is returned.
 """
 import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.db import transaction
+
 from readerstudy.models import Image, ImageSet, Study, StudyItem, Truth
+from readerstudy.services.audit import study_confound_audit
+from readerstudy.services.blinding import REPEATS_NOTE
 from readerstudy.services.studies import ItemSpec, StudyError, study_create
+from readerstudy.staging import staged_writes
 
 
 @dataclass(frozen=True)
@@ -34,11 +41,15 @@ def study_build(
     practice: int = 0,
     repeats: int = 0,
     blinded_size: tuple[int, int] | None = None,
+    harmonisation: str = Study.Harmonisation.NONE,
     **settings_fields,
 ) -> Study:
-    """Create a draft study from `real` and `synthetic` sets; `StudyError` lists every problem found."""
+    """Create a draft study from `real` and `synthetic` sets, with its confound audit; `StudyError`
+    lists every problem found. `harmonisation` (see `blinding`) is applied to every source image."""
     sources = [real, *synthetic]
     problems = _check_sources(real=real, synthetic=synthetic, practice=practice, repeats=repeats)
+    if harmonisation not in Study.Harmonisation.values:
+        problems.append(f"harmonisation {harmonisation!r}: expected one of {', '.join(Study.Harmonisation.values)}")
     if problems:
         raise StudyError("; ".join(problems))
     rng = random.Random(seed)
@@ -69,10 +80,15 @@ def study_build(
         "seed": seed,
         "practice": practice,
         "repeats": repeats,
+        **({"repeats_note": REPEATS_NOTE} if repeats else {}),
     }
-    return study_create(
-        name=name, items=items, seed=seed, blinded_size=blinded_size, provenance=provenance, **settings_fields
-    )
+    with staged_writes(), transaction.atomic():  # blinded files move into place on commit
+        study = study_create(
+            name=name, items=items, seed=seed, blinded_size=blinded_size, provenance=provenance,
+            harmonisation=harmonisation, **settings_fields,
+        )
+        study_confound_audit(study=study)
+    return study
 
 
 def stratified_sample(*, images: Sequence[Image], count: int, rng: random.Random) -> tuple[list[Image], dict]:

@@ -35,6 +35,8 @@ class ImageSpec:
 
 # Formats accepted in image sets (what slides, samplers and uploads produce).
 IMAGE_FORMATS = {"PNG", "JPEG", "TIFF", "BMP", "WEBP"}
+# File name extensions of those formats: an upload named otherwise (say `.html`) is refused.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 # Patches are small; anything above this many pixels is refused before it is decoded.
 MAX_IMAGE_PIXELS = 4096 * 4096
 
@@ -103,6 +105,8 @@ def image_check_bytes(*, name: str, data: bytes, max_pixels: int = MAX_IMAGE_PIX
             img.load()
     except ImageSetError:
         raise
+    except PILImage.UnidentifiedImageError as exc:  # its text names the in-memory buffer, not the file
+        raise ImageSetError(f"{name}: not a readable image (not an image file, or a format PIL cannot open)") from exc
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt files
         raise ImageSetError(f"{name}: not a readable image ({exc})") from exc
     if fmt not in IMAGE_FORMATS:
@@ -110,11 +114,24 @@ def image_check_bytes(*, name: str, data: bytes, max_pixels: int = MAX_IMAGE_PIX
     return width, height, fmt
 
 
+def image_content_type(file) -> str | None:
+    """The MIME type sniffed from a stored file's bytes if they verify as an accepted image, else None."""
+    try:
+        with file.open("rb") as fh:
+            image_check_bytes(name=file.name, data=fh.read())
+            fh.seek(0)
+            with PILImage.open(fh) as img:
+                return PILImage.MIME.get(img.format or "")
+    except (ImageSetError, OSError):
+        return None
+
+
 def _image_add(*, image_set: ImageSet, spec: ImageSpec) -> Image:
     data = spec.read()
     width, height, fmt = image_check_bytes(name=spec.name, data=data)
     sha256 = hashlib.sha256(data).hexdigest()
-    suffix = Path(spec.name).suffix.lower() or f".{fmt.lower()}"
+    # The stored name's extension follows the sniffed format, never the given name (`x.html`).
+    suffix = Path(spec.name).suffix.lower() if Path(spec.name).suffix.lower() in IMAGE_SUFFIXES else f".{fmt.lower()}"
     image = Image(
         image_set=image_set,
         original_name=spec.name,

@@ -5,23 +5,32 @@
 - `response_submit` stores an answer: idempotent on the page-made `client_id`, one answer per
   reader and item (held by the database, so two tabs keep exactly one), revisions only where the
   study allows them, nothing into a study that is not open, the reading time computed on the
-  server, and the assignment marked finished with its last answer;
+  server (and the page's own "active" reading time, capped by it), and the assignment marked
+  finished with its last answer;
 - `response_submit_and_next` does both in one request, so that the rating page needs one round
   trip per answer (the answer stored, then the next item served, as a later GET next/ would).
 
 Each is a few indexed queries whatever the study's size (pinned by tests/readerstudy/test_responses_queries.py).
 
+Idempotency survives revision: every accepted answer and revision is a `ResponseEvent` holding its
+`client_id`, written in the same transaction as the change it records. A request is a replay when
+its `client_id` is any event's (or, for rows stored before events existed, the response's own);
+a replay returns the response as it is now and changes nothing, so a flaky network resending the
+first answer after a revision cannot undo the revision.
+
 Errors are `ResponseError` subclasses whose `code` names the rule and whose message is for people.
 """
+import math
 import uuid
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import BigIntegerField, Expression, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from readerstudy import selectors
-from readerstudy.models import Presentation, Response, Study, StudyItem, StudyReader, Truth
+from readerstudy.models import Presentation, Response, ResponseEvent, Study, StudyItem, StudyReader, Truth
 
 
 class ResponseError(ValueError):
@@ -130,16 +139,20 @@ def _presentation_create(*, assignment: StudyReader, item: StudyItem) -> Present
 
 
 def response_submit(
-    *, assignment: StudyReader, item_token: str, answer: str, confidence: int, client_id: str | uuid.UUID
+    *, assignment: StudyReader, item_token: str, answer: str, confidence: int, client_id: str | uuid.UUID,
+    active_seconds: float | None = None,
 ) -> SubmitResult:
     """Store the reader's answer to the item with `item_token`.
 
-    A repeat of an earlier request (same `client_id`) returns the stored response unchanged. A
-    second answer to an answered item (another tab, another `client_id`) revises it where the
-    study allows revisions and is refused with `AlreadyAnsweredError` otherwise.
+    A repeat of any earlier accepted request (same `client_id`, even one revised since) returns the
+    stored response as it is now, unchanged. A second answer to an answered item (another tab,
+    another `client_id`) revises it where the study allows revisions and is refused with
+    `AlreadyAnsweredError` otherwise. `active_seconds` is the page's reading time with the clock
+    stopped while the tab was hidden; it is kept, capped by the server's own reading time.
     """
     result, _study = _submit(
-        assignment=assignment, item_token=item_token, answer=answer, confidence=confidence, client_id=client_id
+        assignment=assignment, item_token=item_token, answer=answer, confidence=confidence, client_id=client_id,
+        active_seconds=active_seconds,
     )
     if result.created:
         assignment_mark_finished(assignment=assignment)
@@ -147,7 +160,8 @@ def response_submit(
 
 
 def response_submit_and_next(
-    *, assignment: StudyReader, item_token: str, answer: str, confidence: int, client_id: str | uuid.UUID
+    *, assignment: StudyReader, item_token: str, answer: str, confidence: int, client_id: str | uuid.UUID,
+    active_seconds: float | None = None,
 ) -> tuple[SubmitResult, NextItem | None]:
     """`response_submit`, then the reader's next item, served (and recorded as shown) at once.
 
@@ -156,7 +170,8 @@ def response_submit_and_next(
     study left closed answers the stored response and no next item rather than refusing.
     """
     result, study = _submit(
-        assignment=assignment, item_token=item_token, answer=answer, confidence=confidence, client_id=client_id
+        assignment=assignment, item_token=item_token, answer=answer, confidence=confidence, client_id=client_id,
+        active_seconds=active_seconds,
     )
     if result.response.item.role == StudyItem.Role.PRACTICE:
         if result.created:
@@ -169,30 +184,41 @@ def response_submit_and_next(
         return result, None
 
 
+def _replayed_response_id(client_uuid: uuid.UUID) -> Expression:
+    """The id of the response that accepted `client_id` before (an event's, else a response's own:
+    rows stored before events existed), or NULL: two indexed lookups inside the item's query."""
+    by_event = ResponseEvent.objects.filter(client_id=client_uuid).values("response_id")[:1]
+    by_row = Response.objects.filter(client_id=client_uuid).order_by().values("pk")[:1]
+    return Coalesce(Subquery(by_event), Subquery(by_row), output_field=BigIntegerField())
+
+
 def _submit(
-    *, assignment: StudyReader, item_token: str, answer: str, confidence: int, client_id: str | uuid.UUID
+    *, assignment: StudyReader, item_token: str, answer: str, confidence: int, client_id: str | uuid.UUID,
+    active_seconds: float | None,
 ) -> tuple[SubmitResult, Study | None]:
-    """Store the answer; return it with the study as read now (None for a repeat by client_id)."""
+    """Store the answer; return it with the study as read now (None for a repeat of an unknown item)."""
     try:
         client_uuid = client_id if isinstance(client_id, uuid.UUID) else uuid.UUID(str(client_id))
     except ValueError as exc:
         raise InvalidAnswerError(f"client_id {client_id!r}: not a UUID") from exc
 
-    stored = _stored_by_client_id(assignment=assignment, item_token=item_token, client_uuid=client_uuid)
-    if stored is not None:
-        return SubmitResult(response=stored, created=False), None
-
-    # The item, its study as it is now, and when the item was first shown to this reader: one query.
+    # The item, its study as it is now, when the item was first shown to this reader, and whether
+    # this client_id was accepted before: one query.
     shown = Presentation.objects.filter(assignment=assignment, item=OuterRef("pk")).values("shown_at")[:1]
     item = (
         StudyItem.objects.filter(study_id=assignment.study_id, token=item_token)
         .select_related("study")
         .only("id", "token", "role", "truth", "study__id", "study__name", "study__state", "study__allow_revision",
               "study__confidence_min", "study__confidence_max")
-        .annotate(first_shown_at=Subquery(shown))
+        .annotate(first_shown_at=Subquery(shown), replayed_response_id=_replayed_response_id(client_uuid))
         .order_by()  # the token is unique; StudyItem's default ordering would sort by the study's
         .first()
     )
+    if item is None or item.replayed_response_id is not None:
+        stored = _stored_by_client_id(assignment=assignment, item_token=item_token, client_uuid=client_uuid)
+        if stored is not None:
+            return SubmitResult(response=stored, created=False), (item.study if item is not None else None)
+
     study = item.study if item is not None else Study.objects.get(pk=assignment.study_id)
     if study.state != Study.State.OPEN:
         raise StudyNotOpenError(f"study {study.name!r} is {study.get_state_display().lower()}: it takes no answers")
@@ -204,12 +230,15 @@ def _submit(
         raise InvalidAnswerError(
             f"confidence {confidence} is off the scale: expected {study.confidence_min} to {study.confidence_max}"
         )
+    _check_active_seconds(active_seconds)
     if item is None or item.pk not in assignment.item_order:
         raise ItemNotInStudyError("item: no such item in this study")
     if item.first_shown_at is None:
         raise ItemNotShownError("item: this item has not been shown yet; answer the items in the order served")
 
     now = timezone.now()
+    seconds = max(0.0, (now - item.first_shown_at).total_seconds())
+    active = _capped(active_seconds, seconds)
     try:
         with transaction.atomic():
             response = Response.objects.create(
@@ -220,8 +249,11 @@ def _submit(
                 client_id=client_uuid,
                 shown_at=item.first_shown_at,
                 answered_at=now,
-                seconds=max(0.0, (now - item.first_shown_at).total_seconds()),
+                seconds=seconds,
+                active_seconds=active,
             )
+            _event_create(response=response, kind=ResponseEvent.Kind.ANSWER, client_uuid=client_uuid,
+                          seconds=seconds, active_seconds=active, now=now)
     except IntegrityError:
         # Either this very request raced with its own retry (same client_id), or the item was
         # answered already (another tab): the database constraint decided which one is kept.
@@ -230,14 +262,44 @@ def _submit(
             return SubmitResult(response=stored, created=False), study
         revised = _response_revise(
             study=study, assignment=assignment, item=item, answer=answer, confidence=confidence,
-            client_uuid=client_uuid, now=now,
+            client_uuid=client_uuid, now=now, active_seconds=active_seconds,
         )
         return revised, study
     return SubmitResult(response=response, created=True), study
 
 
+def _check_active_seconds(active_seconds: float | None) -> None:
+    if active_seconds is None:
+        return
+    if isinstance(active_seconds, bool) or not isinstance(active_seconds, (int, float)):
+        raise InvalidAnswerError(f"active_seconds {active_seconds!r}: expected a number of seconds")
+    if not math.isfinite(active_seconds) or active_seconds < 0:
+        raise InvalidAnswerError(f"active_seconds {active_seconds!r}: expected a finite number of seconds, 0 or more")
+
+
+def _capped(active_seconds: float | None, seconds: float) -> float | None:
+    """The page's active reading time, never more than the server's (the page cannot have looked
+    longer than the item was shown: a larger value is a wrong clock or a forged request)."""
+    if active_seconds is None:
+        return None
+    return min(float(active_seconds), seconds)
+
+
+def _event_create(
+    *, response: Response, kind: str, client_uuid: uuid.UUID, seconds: float, active_seconds: float | None, now,
+) -> ResponseEvent:
+    return ResponseEvent.objects.create(
+        response=response, kind=kind, client_id=client_uuid, answer=response.answer,
+        confidence=response.confidence, seconds=seconds, active_seconds=active_seconds, created_at=now,
+    )
+
+
 def _stored_by_client_id(*, assignment: StudyReader, item_token: str, client_uuid: uuid.UUID) -> Response | None:
-    stored = Response.objects.filter(client_id=client_uuid).select_related("item").first()
+    """The response that accepted `client_uuid` before, as it is now; None if the id is new.
+
+    Raises `ClientIdConflictError` when the id was accepted for another reader or item.
+    """
+    stored = Response.objects.filter(pk=_replayed_response_id(client_uuid)).select_related("item").first()
     if stored is None:
         return None
     if stored.assignment_id != assignment.pk or stored.item.token != item_token:
@@ -245,23 +307,45 @@ def _stored_by_client_id(*, assignment: StudyReader, item_token: str, client_uui
     return stored
 
 
+class _ReplayFound(Exception):
+    """Raised inside the revision's transaction to roll it back when its client_id was taken meanwhile."""
+
+
 def _response_revise(
     *, study: Study, assignment: StudyReader, item: StudyItem, answer: str, confidence: int,
-    client_uuid: uuid.UUID, now,
+    client_uuid: uuid.UUID, now, active_seconds: float | None,
 ) -> SubmitResult:
-    with transaction.atomic():
-        existing = Response.objects.select_for_update().get(assignment=assignment, item=item)
-        if not study.allow_revision:
-            raise AlreadyAnsweredError(
-                "item: answered already (perhaps in another tab); this study does not allow changing answers",
-                response=existing,
-            )
-        existing.answer = answer
-        existing.confidence = confidence
-        # The newest request's id, so that a retry of this revision is recognised as a repeat.
-        existing.client_id = client_uuid
-        existing.revised_at = now
-        existing.save(update_fields=["answer", "confidence", "client_id", "revised_at"])
+    try:
+        with transaction.atomic():
+            existing = Response.objects.select_for_update().get(assignment=assignment, item=item)
+            if not study.allow_revision:
+                raise AlreadyAnsweredError(
+                    "item: answered already (perhaps in another tab); this study does not allow changing answers",
+                    response=existing,
+                )
+            # Checked again under the row lock: a retry of this very revision may have committed
+            # while this request waited for the lock; it is then a replay, not a second revision.
+            stored = _stored_by_client_id(assignment=assignment, item_token=item.token, client_uuid=client_uuid)
+            if stored is not None:
+                return SubmitResult(response=stored, created=False)
+            existing.answer = answer
+            existing.confidence = confidence
+            # The newest accepted request's id (every earlier one is kept by its event).
+            existing.client_id = client_uuid
+            existing.revised_at = now
+            since_shown = max(0.0, (now - existing.shown_at).total_seconds()) if existing.shown_at else 0.0
+            try:
+                with transaction.atomic():
+                    existing.save(update_fields=["answer", "confidence", "client_id", "revised_at"])
+                    _event_create(response=existing, kind=ResponseEvent.Kind.REVISION, client_uuid=client_uuid,
+                                  seconds=since_shown, active_seconds=_capped(active_seconds, since_shown), now=now)
+            except IntegrityError as exc:  # the id was taken by another request meanwhile
+                raise _ReplayFound from exc
+    except _ReplayFound:
+        stored = _stored_by_client_id(assignment=assignment, item_token=item.token, client_uuid=client_uuid)
+        if stored is None:  # taken and gone again (deleted meanwhile): ask for a fresh id
+            raise ClientIdConflictError("client_id: already used for another answer; make a new one per answer")
+        return SubmitResult(response=stored, created=False)
     return SubmitResult(response=existing, created=False, revised=True)
 
 

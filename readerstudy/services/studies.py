@@ -13,7 +13,7 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 
 from readerstudy.models import Image, Study, StudyItem, StudyReader
-from readerstudy.services.blinding import BLINDED_SUFFIX, BlindingError, blind_image_bytes
+from readerstudy.services.blinding import BLINDED_SUFFIX, BlindingError, blind_image_bytes, blinding_record
 
 # The per-study settings a researcher may choose (besides name, items and seed).
 SETTINGS_FIELDS = ("instructions", "confidence_min", "confidence_max", "confidence_labels", "allow_revision")
@@ -38,6 +38,7 @@ def study_create(
     seed: int = 0,
     blinded_size: tuple[int, int] | None = None,
     provenance: dict | None = None,
+    harmonisation: str = Study.Harmonisation.NONE,
     **settings_fields,
 ) -> Study:
     """Create a draft study whose items are blinded copies of `items`' images.
@@ -70,11 +71,13 @@ def study_create(
     blinded_size = (int(blinded_size[0]), int(blinded_size[1]))
     if min(blinded_size) < 1:
         raise StudyError(f"blinded size {blinded_size}: both sides must be positive")
-    provenance = {**(provenance or {}), "blinded_size": list(blinded_size)}
+    provenance = {**(provenance or {}), "blinded_size": list(blinded_size), **blinding_record(items, blinded_size)}
     created: list[StudyItem] = []
     try:
         with transaction.atomic():
-            study = Study.objects.create(name=name, seed=seed, provenance=provenance or {}, **settings_fields)
+            study = Study.objects.create(
+                name=name, seed=seed, provenance=provenance, harmonisation=harmonisation, **settings_fields
+            )
             for spec in items:
                 repeat_of = created[spec.repeat_of] if spec.repeat_of is not None else None
                 item = StudyItem(
@@ -88,7 +91,7 @@ def study_create(
                 )
                 with spec.image.file.open("rb") as fh:
                     try:
-                        data = blind_image_bytes(data=fh.read(), size=blinded_size)
+                        data = blind_image_bytes(data=fh.read(), size=blinded_size, harmonisation=harmonisation)
                     except BlindingError as exc:
                         raise StudyError(f"image {spec.image}: {exc}") from exc
                 # The file name is the unguessable token: nothing about the source survives.

@@ -149,7 +149,7 @@ def test_admin_uploads_and_assigns_reader_rates_with_keyboard_admin_downloads_ma
     # 3. The admin downloads the responses CSV from the results page.
     filename, text = download_responses(admin_page, base)
     admin_context.close()
-    assert filename.endswith("-responses.csv")
+    assert filename.endswith("-responses-pseudonymous.csv")
     rows = list(csv.DictReader(io.StringIO(text)))
 
     # What the reader saw, mapped through the database to the manifest row of each file.

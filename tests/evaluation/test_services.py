@@ -58,7 +58,7 @@ def test_job_params_accept_timm_spaces_weights_and_bootstrap():
         "bootstrap": "200"})
     assert params["bootstrap"] == 200 and params["weights"] == "dino.pth"
     with pytest.raises(RunnerError, match="features"):
-        runner_validate(kind=Job.Kind.EVALUATE_METRICS, params={"real": "r", "fake": "f", "features": "timm:"})
+        runner_validate(kind=Job.Kind.EVALUATE_METRICS, params={"real": "r", "fake": "f", "features": "timm:nope"})
 
 
 @pytest.mark.django_db(transaction=True)

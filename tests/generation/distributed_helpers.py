@@ -61,7 +61,8 @@ def diffusion_reference(data: Path, ckpt: dict, *, seed: int, steps: int, world_
             t, noise, y = diffusion.draw(x0, labels, step_generator(seed, step, rank, stream=2))
             terms = diffusion.training_losses(model, x0, y, drawn=(t, noise, y))
             (terms.loss.sum() / local / used).backward()  # the mean over ranks of each rank's mean
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         ema.update(model)
     return model, ema.shadow
@@ -84,9 +85,10 @@ def progan_reference(data: Path, ckpt: dict, *, seed: int, world_size: int, rank
     G, D = Generator(cfg), Discriminator(cfg)
     ema = EMA(G, cfg.ema_decay)
     adam = dict(lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps)
-    g_opt, d_opt = torch.optim.Adam(G.parameters(), **adam), torch.optim.Adam(D.parameters(), **adam)
     used = world_size if ranks_in_gradient is None else ranks_in_gradient
     for seg in plan_segments(schedule, world_size):
+        # Adam starts afresh with every phase (ProGAN's reset_opt_for_new_lod)
+        g_opt, d_opt = torch.optim.Adam(G.parameters(), **adam), torch.optim.Adam(D.parameters(), **adam)
         loaders = [iter(make_loader(dataset, batch_size=seg.phase.batch_size, seed=seed + 7919 * (seg.phase.index + 1),
                                     rank=r, world_size=world_size)) for r in range(world_size)]
         for step in range(seg.first_step, seg.end_step):

@@ -131,3 +131,38 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mo
         train(tiny_config(batch_size=2), _opts(tmp_path, steps=5, save_every=1))
     kept = checkpoint_load(tmp_path / "run" / "checkpoint.pt")
     assert kept["step"] == 2 and all(torch.isfinite(v).all() for v in kept["model"].values())
+
+
+def test_on_progress_false_stops_cleanly_and_the_run_resumes_exactly(tmp_path):
+    """A callback returning False (a job's cancel) stops after that step with its checkpoint written;
+    resuming then gives the uninterrupted run. Every step is reported as (step, total, metrics)."""
+    write_patches(tmp_path / "data", n=6)
+    cfg = tiny_config(batch_size=4)
+    full = checkpoint_load(train(cfg, _opts(tmp_path, "full", steps=4)))
+    calls = []
+
+    def on_progress(step, total, metrics):
+        calls.append((step, total, sorted(metrics)))
+        return step < 2
+
+    stopped = checkpoint_load(train(cfg, _opts(tmp_path, "cut", steps=4, on_progress=on_progress)))
+    assert stopped["step"] == 2
+    assert [(s, t) for s, t, _ in calls] == [(1, 4), (2, 4)] and "loss" in calls[0][2]
+    resumed = checkpoint_load(train(cfg, _opts(tmp_path, "cut", steps=4, resume=True)))
+    for key, value in full["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+
+
+def test_micro_batch_auto_on_a_cpu_takes_the_whole_batch(tmp_path):
+    write_patches(tmp_path / "data", n=4)
+    ckpt = checkpoint_load(train(tiny_config(batch_size=4), _opts(tmp_path, steps=1, micro_batch_auto=True)))
+    assert ckpt["config"]["micro_batch"] == 4
+
+
+def test_paper_defaults_on_the_128_px_presets():
+    for name in ("adm-128", "small-128"):
+        cfg = preset_config(name)
+        assert (cfg.p2_gamma, cfg.p2_k, cfg.grad_clip) == (1.0, 1.0, 0.0), name
+    adm = preset_config("adm-128")
+    assert adm.batch_size == 256 and adm.micro_batch == 32  # 8 passes of 32 on one 80 GB GPU
+    assert preset_config("adm-128", batch_size=16).micro_batch == 16  # a smaller batch caps it

@@ -62,7 +62,8 @@ def diffusion_run(tmp_path_factory):
     out = root / "run"
     proc = torchrun_manage(
         "train_diffusion", "--data", str(data), "--out", str(out), "--preset", "tiny", "--device", "cpu",
-        "--steps", "3", "--batch-size", "4", "--lr", "1e-3", "--ema-decay", "0.5", "--seed", str(SEED),
+        # 4 images per rank in 2 micro-batches of 2: no_sync around the first, all-reduce in the second
+        "--steps", "3", "--batch-size", "8", "--micro-batch", "2", "--lr", "1e-3", "--ema-decay", "0.5", "--seed", str(SEED),
         "--log-every", "1", "--save-every", "2", "--no-progress",
     )
     return data, out, proc
@@ -96,11 +97,12 @@ def test_diffusion_two_processes_write_one_checkpoint_and_log(diffusion_run):
 
 
 def test_diffusion_two_processes_equal_the_data_parallel_replay(diffusion_run):
-    """Global batch 4 = 2 per rank; the checkpoint holds the mean-gradient update of both ranks' halves."""
+    """Global batch 8 = 4 per rank in micro-batches of 2; the checkpoint holds the mean-gradient update of
+    both ranks' halves, computed in one process on whole batches: micro-batching changes nothing."""
     data, out, proc = diffusion_run
     _assert_ran(proc)
     ckpt = checkpoint_load(out / "checkpoint.pt", kind="diffusion")
-    assert ckpt["config"]["batch_size"] == 4
+    assert (ckpt["config"]["batch_size"], ckpt["config"]["micro_batch"]) == (8, 2)
     model, ema = diffusion_reference(data, ckpt, seed=SEED, steps=3, world_size=2)
     _assert_close(ckpt["model"], model, "model")
     _assert_close(ckpt["ema"], ema, "EMA")

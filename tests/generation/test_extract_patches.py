@@ -149,6 +149,25 @@ def test_resume_skips_finished_slides_and_redoes_unfinished_ones(tmp_path):
     assert len(read_manifest(out)) == first.n_patches == second.n_patches
 
 
+def test_on_progress_false_stops_after_the_slide_and_a_rerun_finishes(tmp_path):
+    """A cancel (the callback returns False) stops before the next slide: the slides done are kept, the
+    others are pending, and running again does only those."""
+    slides, labels, ann = make_cohort(tmp_path, [("s1", "A", "p1"), ("s2", "B", "p2"), ("s3", "A", "p3")])
+    out = tmp_path / "out"
+    calls = []
+
+    def on_progress(done, total, metrics):
+        calls.append((done, total, metrics["slide_id"]))
+        return False
+
+    first = run_extraction(config(slides, labels, ann, out, on_progress=on_progress))
+    assert first.stopped and calls == [(1, 3, "s1")]
+    assert {r["slide_id"]: r["status"] for r in first.reports} == {"s1": "done", "s2": "pending", "s3": "pending"}
+    second = run_extraction(config(slides, labels, ann, out))
+    assert not second.stopped
+    assert {r["slide_id"]: r["status"] for r in second.reports} == {"s1": "skipped", "s2": "done", "s3": "done"}
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     slides, labels, ann = make_cohort(tmp_path, [("s1", "A", "p1")])
     assert run_extraction(config(slides, labels, ann, tmp_path / "out")).ok

@@ -46,6 +46,12 @@ class _Reporter:
     def log(self, line, *, force=False):
         self.calls.append((None, line))
 
+    def on_progress(self, what="step", **_):
+        return lambda step, total, metrics: self(step / total, f"{what} {step}/{total}")
+
+    def check_cancelled(self):
+        pass
+
 
 def test_admin_job_parameters_reach_the_trainer(tmp_path):
     from jobs.runners import run_train_progan, runner_validate

@@ -107,3 +107,21 @@ def test_larger_patches_are_box_downsampled(tmp_path):
     data = _write_patches(tmp_path / "big", size=32, per_class=2)
     result = train_progan(data=data, out=tmp_path / "run", max_steps=2, **RUN)
     assert result.step == 2
+
+
+def test_adam_starts_afresh_with_every_phase(data, tmp_path):
+    """ProGAN's reference resets both optimisers when a phase begins: the saved Adam states count only
+    the steps of the last phase (4 of the 20), and a run stopped at a phase boundary goes on the same."""
+    out = tmp_path / "run"
+    train_progan(data=data, out=out, **RUN)
+    ckpt = checkpoint_load(out, kind="progan")
+    for state in (ckpt["optimizer"], ckpt["extra"]["d_optimizer"]):
+        assert {int(s["step"]) for s in state["state"].values()} == {4}
+    # stopped by the callback at step 8 (the end of the 8 px fade-in), then resumed: the same weights
+    stopped = tmp_path / "stopped"
+    result = train_progan(data=data, out=stopped, on_progress=lambda step, total, m: step < 8, **RUN)
+    assert result.step == 8 and checkpoint_load(stopped)["step"] == 8
+    train_progan(data=data, out=stopped, resume=True, **RUN)
+    resumed = checkpoint_load(stopped, kind="progan")
+    for key, value in ckpt["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key

@@ -106,3 +106,22 @@ def test_registered_kinds_without_sampler_options(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="out of memory"):
         generate(GenerateRequest(checkpoint=tmp_path / "gan.pt", out=tmp_path / "half", n=4, batch_size=2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gan.pt", "media", "ok"]
+
+
+def test_on_progress_false_stops_generation_and_writes_nothing(tmp_path):
+    from generation.training.progress import StopRequested
+    from tests.generation.diffusion_helpers import random_checkpoint
+
+    ckpt = random_checkpoint(tmp_path / "ckpt.pt")
+    seen = []
+
+    def on_progress(done, total, metrics):
+        seen.append((done, total))
+        return done < 2
+
+    request = GenerateRequest(checkpoint=ckpt, out=tmp_path / "samples", n=4, batch_size=1, steps=2, sampler="ddim",
+                              device="cpu", on_progress=on_progress)
+    with pytest.raises(StopRequested, match="after 2 of 4 images"):
+        generate(request)
+    assert seen == [(1, 4), (2, 4)]
+    assert not [p.name for p in tmp_path.iterdir() if "samples" in p.name]  # nor its temporary folder

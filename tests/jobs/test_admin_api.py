@@ -7,7 +7,7 @@ from django.utils import timezone
 from jobs import services
 from jobs.models import Job
 from jobs.runners import RUNNERS, Runner
-from tests.factories import make_user
+from tests.factories import make_image_set, make_user
 
 KIND = Job.Kind.EVALUATE_METRICS
 
@@ -75,21 +75,29 @@ def test_admin_cancel_button_and_action(staff_client):
 
 @pytest.mark.django_db
 def test_admin_launch_form_creates_and_runs_a_job(staff_client, fake_runner, django_capture_on_commit_callbacks):
+    real, fake = make_image_set(kind="real", name="real-set"), make_image_set(kind="synthetic", name="fake-set")
     index = staff_client.get(reverse("admin:jobs_job_launch")).content.decode()
-    for kind in Job.Kind.values:
+    for kind in RUNNERS:
         assert reverse("admin:jobs_job_launch_kind", args=[kind]) in index
     url = reverse("admin:jobs_job_launch_kind", args=[KIND])
     form = staff_client.get(url).content.decode()
     assert 'name="real"' in form and 'name="features"' in form and "random-inception" in form
+    # Image sets are chosen from a menu of the right kind, not typed.
+    assert f'<option value="{real.name}">' in form and f'<option value="{fake.name}">' in form
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post(url, {"real": "real-set", "fake": "fake-set", "features": "random-inception"})
+        response = staff_client.post(url, {"real": real.name, "fake": fake.name, "features": "random-inception"})
     job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("admin:jobs_job_change", args=[job.pk])
     assert job.state == Job.State.SUCCEEDED and job.result == {"fid": 12.5}
+    detail = staff_client.get(response["Location"]).content.decode()
+    assert "<tr><th>Real image set</th><td>real-set</td></tr>" in detail  # labels, not parameter names
     assert fake_runner == [{"real": "real-set", "fake": "fake-set", "features": "random-inception",
                             "per_label": False, "seed": 0}]
-    missing = staff_client.post(url, {"real": "real-set"})
+    missing = staff_client.post(url, {"real": real.name})
     assert missing.status_code == 200 and Job.objects.count() == 1
+    swapped = staff_client.post(url, {"real": fake.name, "fake": real.name, "features": "inception"})
+    assert swapped.status_code == 200 and "Select a valid choice" in swapped.content.decode()
+    assert Job.objects.count() == 1
 
 
 @pytest.mark.django_db
@@ -144,3 +152,101 @@ def test_api_refuses_readers_and_anonymous(reader_client, client):
     client.logout()
     assert client.get("/api/admin/jobs/").status_code == 403
     assert not Job.objects.get(pk=job.pk).cancel_requested and Job.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_launch_returns_while_the_job_runs_in_the_background(staff_client, settings, monkeypatch):
+    """Defect 9: under plain runserver (no broker) the launch used to block the tab until the job ended."""
+    import threading
+    import time
+
+    import os
+
+    import config.settings
+
+    if "JOBS_EAGER_IN_THREAD" not in os.environ:
+        assert config.settings.JOBS_EAGER_IN_THREAD is True  # on by default, not only under `manage.py demo`
+    del settings.JOBS_EAGER_IN_THREAD  # as if never configured (the tests' fixture turns it off)
+    monkeypatch.setattr(services, "REPORT_INTERVAL", 0.0)
+    started, release = threading.Event(), threading.Event()
+
+    def fn(params, reporter):
+        started.set()
+        release.wait(20)
+        return {"fid": 1.0}
+
+    monkeypatch.setitem(RUNNERS, KIND, Runner(KIND, fn, params=RUNNERS[KIND].params))
+    real, fake = make_image_set(kind="real"), make_image_set(kind="synthetic")
+    url = reverse("admin:jobs_job_launch_kind", args=[KIND])
+    try:
+        response = staff_client.post(url, {"real": real.name, "fake": fake.name, "features": "inception"},
+                                     follow=True)
+        job = Job.objects.get()
+        assert job.state in (Job.State.QUEUED, Job.State.RUNNING)  # the request came back first
+        html = response.content.decode()
+        assert f"Job #{job.pk} queued" in html or f"Job #{job.pk} is running" in html
+        assert "launched" not in html
+        assert started.wait(20)
+        page = staff_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+        assert '<progress max="100"' in page  # moving bar while nothing is measured yet, not a frozen 0%
+    finally:
+        release.set()
+    for _ in range(200):
+        job.refresh_from_db()
+        if job.state == Job.State.SUCCEEDED:
+            break
+        time.sleep(0.05)
+    assert job.state == Job.State.SUCCEEDED and job.result == {"fid": 1.0}
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit, as under a server: the job runs inside job_create
+def test_admin_never_says_launched_about_a_job_already_cancelled(staff_client, monkeypatch):
+    """Defect 9: the message after a launch says what the job is now."""
+    from jobs.services import job_cancel
+
+    monkeypatch.setattr(services, "REPORT_INTERVAL", 0.0)
+
+    def fn(params, reporter):
+        job_cancel(job=Job.objects.get())
+        reporter.progress(0.5, "half", force=True)  # sees the cancel and stops
+
+    monkeypatch.setitem(RUNNERS, KIND, Runner(KIND, fn, params=RUNNERS[KIND].params))
+    real, fake = make_image_set(kind="real"), make_image_set(kind="synthetic")
+    url = reverse("admin:jobs_job_launch_kind", args=[KIND])
+    html = staff_client.post(url, {"real": real.name, "fake": fake.name, "features": "inception"},
+                             follow=True).content.decode()
+    job = Job.objects.get()
+    assert job.state == Job.State.CANCELLED
+    assert f"Job #{job.pk} was cancelled" in html and "launched" not in html and "queued" not in html
+
+
+@pytest.mark.django_db
+def test_admin_shows_a_moving_bar_and_the_message_before_the_first_progress(staff_client):
+    now = timezone.now()
+    job = Job.objects.create(kind=KIND, state=Job.State.RUNNING, started_at=now, heartbeat_at=now,
+                             progress=0.0, message="loading the feature extractor")
+    html = staff_client.get(reverse("admin:jobs_job_changelist")).content.decode()
+    assert '<progress max="100" style="width:8em"></progress> loading the feature extractor' in html
+    assert 'content="2"' in html  # the list reloads every 2 s while a job is active
+    job.progress = 0.4
+    job.save()
+    assert 'value="40"' in staff_client.get(reverse("admin:jobs_job_change", args=[job.pk])).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_launch_with_an_unreachable_broker_fails_the_job_with_the_reason(staff_client, settings, monkeypatch):
+    from jobs import tasks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(tasks.run_job, "apply_async", unreachable)
+    real, fake = make_image_set(kind="real"), make_image_set(kind="synthetic")
+    url = reverse("admin:jobs_job_launch_kind", args=[KIND])
+    html = staff_client.post(url, {"real": real.name, "fake": fake.name, "features": "inception"},
+                             follow=True).content.decode()
+    job = Job.objects.get()
+    assert job.state == Job.State.FAILED and "could not be queued on the Celery broker" in job.error
+    assert f"Job #{job.pk} failed at once: could not be queued" in html

@@ -68,34 +68,37 @@ def test_warnings_of_the_function_reach_the_job_log(tmp_path, django_capture_on_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_metrics_watcher_reports_progress_and_cancels_a_function_without_callback(tmp_path, monkeypatch):
-    """For a trainer that only writes its metrics log: progress follows the log, and a cancel stops it."""
-    import time
-
+def test_a_cancelled_training_job_stops_at_the_next_step_with_its_checkpoint(tmp_path, monkeypatch):
+    """Progress and cancel go through the trainer's on_progress callback: the job reports `step k/N`,
+    and a cancel asked during step 3 stops the run after that step, checkpoint of step 3 written."""
+    from generation.training.checkpoint import checkpoint_load
     from jobs import services
-    from jobs.runners import RUNNERS, MetricsWatcher, Runner
     from jobs.services import job_cancel
+    from tests.generation.diffusion_helpers import write_patches
 
     monkeypatch.setattr(services, "REPORT_INTERVAL", 0.0)
+    data = write_patches(tmp_path / "data", n=4, size=32)
     seen = []
-    log = tmp_path / "metrics.csv"
+    original = services.JobReporter.on_progress
 
-    def trainer(params, reporter):
-        with MetricsWatcher(reporter, log, total=100, interval=0.05):
-            log.write_text("step,loss\n")
-            for step in range(1, 101):
-                with log.open("a") as fh:
-                    fh.write(f"{step},{1 / step}\n")
-                if step == 5:
-                    time.sleep(0.5)
-                    seen.append(Job.objects.get().progress)
-                    job_cancel(job=Job.objects.get())
-                time.sleep(0.05)
-        return {"finished": True}
+    def spying(self, what="step", **kw):
+        callback = original(self, what, **kw)
 
-    monkeypatch.setitem(RUNNERS, Job.Kind.TRAIN_DIFFUSION, Runner(Job.Kind.TRAIN_DIFFUSION, trainer))
-    job = job_create(kind=Job.Kind.TRAIN_DIFFUSION, params={})  # autocommit: runs at once
+        def spy(step, total, metrics):
+            answer = callback(step, total, metrics)
+            seen.append((step, total, Job.objects.get().message, answer))
+            if step == 2:
+                job_cancel(job=Job.objects.get())  # read at the next report
+            return answer
+
+        return spy
+
+    monkeypatch.setattr(services.JobReporter, "on_progress", spying)
+    job = job_create(kind=Job.Kind.TRAIN_DIFFUSION, params={
+        "data": str(data), "out": str(tmp_path / "run"), "preset": "tiny", "steps": 10, "batch_size": 2,
+        "save_every": 100, "log_every": 1})  # autocommit: runs at once
     job.refresh_from_db()
-    assert seen and seen[0] == pytest.approx(0.05)
     assert job.state == Job.State.CANCELLED, job.error
-    assert job.result == {} and job.progress < 0.5  # stopped long before the end
+    assert [(s, t, a) for s, t, _, a in seen] == [(1, 10, True), (2, 10, True), (3, 10, False)]
+    assert seen[1][2].startswith("step 2/10, loss ")
+    assert checkpoint_load(tmp_path / "run" / "checkpoint.pt", kind="diffusion")["step"] == 3

@@ -68,6 +68,10 @@ def test_practice_and_repeats(sets):
     for rep in repeats:
         assert rep.repeat_of.role == StudyItem.Role.MAIN and rep.image_id == rep.repeat_of.image_id
         assert rep.blinded_file.name != rep.repeat_of.blinded_file.name  # a fresh token, not the same URL
+        # ... but the same bytes, as the study's provenance records (readers are told repeats exist).
+        with rep.blinded_file.open("rb") as a, rep.repeat_of.blinded_file.open("rb") as b:
+            assert a.read() == b.read()
+    assert "byte-identical" in study.provenance["repeats_note"]
     assert study.instructions == "Look closely." and study.allow_revision
 
 
@@ -99,12 +103,12 @@ def test_failure_while_blinding_leaves_no_rows_and_no_files(sets, _media_root, m
     calls = []
     real_blind = studies.blind_image_bytes
 
-    def flaky(*, data, size=None):
+    def flaky(*, data, size=None, harmonisation="none"):
         # The fifth image fails to blind: four blinded files have been written by then.
         calls.append(1)
         if len(calls) == 5:
             raise studies.BlindingError("broken file")
-        return real_blind(data=data, size=size)
+        return real_blind(data=data, size=size, harmonisation=harmonisation)
 
     monkeypatch.setattr(studies, "blind_image_bytes", flaky)
     before = sorted(p for p in _media_root.rglob("*") if p.is_file())
@@ -140,9 +144,11 @@ def test_build_study_command(sets):
     call_command(
         "build_study", "--name", "cli", "--real", f"{real.name}:8", "--synthetic", f"{diff.name}:4",
         "--synthetic", f"{gan.pk}:4", "--practice", "2", "--repeats", "2", "--seed", "9", "--open",
-        "--confidence-labels", "no idea,guess,sure", "--confidence-max", "3", "--size", "16x16", stdout=out,
+        "--confidence-labels", "no idea,guess,sure", "--confidence-max", "3", "--size", "16x16",
+        "--harmonisation", "jpeg90", stdout=out,
     )
     study = Study.objects.get(name="cli")
+    assert study.harmonisation == "jpeg90" and study.confound_audit["harmonisation"] == "jpeg90"
     assert study.state == Study.State.OPEN and study.confidence_labels == ["no idea", "guess", "sure"]
     assert study.items.count() == 16 + 2 + 2 and study.provenance["blinded_size"] == [16, 16]
     assert "built study 'cli'" in out.getvalue()

@@ -63,8 +63,11 @@ def test_responses_csv_rows_match_the_database(client, study):
         assert row["revised_at"] == ""
     assert not any(r["role"] == "practice" for r in rows)
     assert "alice" not in response.content.decode()
-    named = client.get(f"/results/{study.pk}/export/responses.csv?real_names=1").content.decode()
-    assert {r["reader"] for r in read_csv(named)} == {"alice0", "alice1"}
+    named = client.get(f"/results/{study.pk}/export/responses.csv?real_names=1")
+    assert {r["reader"] for r in read_csv(named.content.decode())} == {"alice0", "alice1"}
+    # Defect 10: the two downloads had the same file name; each now says what it holds.
+    assert response["Content-Disposition"].endswith('-responses-pseudonymous.csv"')
+    assert named["Content-Disposition"].endswith('-responses-named.csv"')
 
 
 @pytest.mark.django_db

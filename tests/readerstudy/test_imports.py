@@ -35,9 +35,15 @@ def nothing_created(media_root: Path) -> bool:
 
 
 @pytest.mark.django_db
-def test_valid_archive_creates_one_set_per_truth_and_generator_and_the_study(_media_root):
+def test_valid_archive_creates_one_set_per_truth_and_generator_and_the_study(
+    _media_root, django_capture_on_commit_callbacks
+):
     entries, manifest = valid_entries()
-    study = study_import(name="Upload 1", archive=study_archive(entries, manifest), seed=3, allow_revision=True)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        study = study_import(name="Upload 1", archive=study_archive(entries, manifest), seed=3, allow_revision=True)
+        # Staged until the commit: nothing has reached its final place yet.
+        assert not list((_media_root / "imagesets").rglob("*.png")) and not (_media_root / "studies").exists()
+    assert len(callbacks) == 1
     assert study.state == Study.State.DRAFT and study.allow_revision
     sets = {(s.kind, s.generator): s.images.count() for s in ImageSet.objects.all()}
     assert sets == {("real", "real"): 2, ("synthetic", "diffusion"): 1, ("synthetic", "progan"): 1}
@@ -47,8 +53,11 @@ def test_valid_archive_creates_one_set_per_truth_and_generator_and_the_study(_me
         ("img/d1.png", "synthetic", "diffusion", "A"), ("img/p1.png", "synthetic", "progan", "B"),
     }
     assert study.provenance["archive"] == "study.zip" and len(study.provenance["archive_sha256"]) == 64
-    # 4 image files + 4 blinded files, nothing else.
+    # 4 image files + 4 blinded files, nothing else, each where its row says (the staging folder is gone).
     assert len(media_files(_media_root)) == 8
+    assert not [p for p in media_files(_media_root) if ".staging" in p.parts]
+    for item in study.items.select_related("image"):
+        assert (_media_root / item.blinded_file.name).is_file() and (_media_root / item.image.file.name).is_file()
 
 
 @pytest.mark.django_db
@@ -229,3 +238,108 @@ def test_duplicate_entries_symlinks_and_too_many_entries(_media_root):
     problems = _problems(study_archive(entries, manifest), limits=ImportLimits(max_entries=3))
     assert problems == ["the archive has 5 entries, more than the limit of 3"]
     assert nothing_created(_media_root)
+
+
+@pytest.mark.django_db
+def test_a_png_named_html_with_a_script_chunk_is_refused_by_row(_media_root):
+    import io as _io
+
+    from PIL import Image as PILImage
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "<script>alert(document.cookie)</script>")
+    out = _io.BytesIO()
+    PILImage.new("RGB", (32, 32)).save(out, format="PNG", pnginfo=info)
+    entries = {"img/r1.png": png_bytes(1), "img/evil.html": out.getvalue()}
+    problems = _problems(study_archive(entries, HEADER + "img/r1.png,real,real,A\nimg/evil.html,synthetic,gan,A\n"))
+    assert any(p.startswith("manifest.csv line 3: filename 'img/evil.html' does not end in an image extension")
+               for p in problems), problems
+    assert nothing_created(_media_root)
+
+
+@pytest.mark.django_db
+def test_a_large_upload_becomes_an_import_job_with_progress(_media_root, monkeypatch, django_capture_on_commit_callbacks):
+    from rest_framework.test import APIClient
+
+    import readerstudy.services.imports as imports
+    from jobs.models import Job
+    from tests.factories import make_user
+
+    monkeypatch.setattr(imports, "BACKGROUND_ABOVE_ENTRIES", 3)  # this archive has 5 entries
+    entries, manifest = valid_entries()
+    client = APIClient()
+    client.force_authenticate(make_user(staff=True))
+    small = study_archive(dict(list(entries.items())[:2]), HEADER + "img/r1.png,real,real,A\nimg/r2.jpg,synthetic,g,B\n")
+    assert client.post("/api/admin/studies/upload/", {"name": "Small", "archive": small}, format="multipart").status_code == 201
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/api/admin/studies/upload/",
+            {"name": "Big", "archive": study_archive(entries, manifest, name="big.zip"), "harmonisation": "resize"},
+            format="multipart",
+        )
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["url"] == f"/api/admin/jobs/{body['job']}/"
+    job = Job.objects.get(pk=body["job"])
+    assert job.kind == Job.Kind.IMPORT_STUDY and job.state == Job.State.SUCCEEDED, job.error
+    assert job.progress == pytest.approx(1.0)
+    study = Study.objects.get(name="Big")
+    assert job.result["study_id"] == study.pk and study.items.count() == 4
+    assert study.harmonisation == "resize" and study.provenance["archive"] == "big.zip"
+    assert not list((_media_root / imports.UPLOADS_DIR).iterdir())  # the stored archive is gone
+    # A name already taken is refused before anything is stored or queued.
+    again = client.post("/api/admin/studies/upload/", {"name": "Big", "archive": study_archive(entries, manifest)},
+                        format="multipart")
+    assert again.status_code == 400 and "exists already" in again.json()["problems"][0]
+
+
+@pytest.mark.django_db
+def test_the_import_job_takes_only_archives_from_the_uploads_folder(tmp_path):
+    from readerstudy.services.imports import study_import_stored
+
+    elsewhere = tmp_path / "precious.zip"
+    elsewhere.write_bytes(b"not yours to delete")
+    with pytest.raises(StudyImportError, match="not an uploaded archive"):
+        study_import_stored(archive=str(elsewhere), name="X")
+    assert elsewhere.exists()
+
+
+@pytest.mark.django_db
+def test_a_bomb_by_compression_ratio_is_refused_before_unpacking(_media_root, monkeypatch):
+    import readerstudy.services.imports as imports
+
+    unpacked = []
+    monkeypatch.setattr(imports, "_unpack_entry", lambda **kw: unpacked.append(kw["info"].filename))
+    entries, manifest = valid_entries()
+    entries["img/zeros.png"] = b"\0" * 3_000_000  # 3 MB that pack into a few kB: well within the total size
+    manifest += "img/zeros.png,real,real,A\n"
+    problems = _problems(study_archive(entries, manifest))
+    assert any(p.startswith("img/zeros.png: unpacks") and "times its packed size" in p for p in problems), problems
+    assert unpacked == [] and nothing_created(_media_root)
+
+
+class _ReadCounter(io.BufferedRandom):
+    """A file on disk that remembers the largest single read asked of it."""
+
+    largest = 0
+
+    def read(self, size=-1):
+        data = super().read(size)
+        type(self).largest = max(type(self).largest, len(data))
+        return data
+
+
+@pytest.mark.django_db
+def test_the_archive_is_streamed_never_read_whole(tmp_path, django_capture_on_commit_callbacks):
+    entries, manifest = valid_entries()
+    entries["img/big.png"] = png_bytes(9, size=800)  # 1.9 MB of noise: incompressible
+    manifest += "img/big.png,synthetic,diffusion,B\n"
+    path = tmp_path / "big.zip"
+    path.write_bytes(study_archive(entries, manifest).getvalue())
+    assert path.stat().st_size > 1_900_000
+    with open(path, "r+b") as raw, django_capture_on_commit_callbacks(execute=True):
+        study = study_import(name="Streamed", archive=_ReadCounter(raw.raw), archive_name="big.zip",
+                             blinded_size=(32, 32))
+    assert study.items.count() == 5 and study.confound_audit["arms"]  # audited at upload too
+    assert 0 < _ReadCounter.largest <= (1 << 20) + 65_536, _ReadCounter.largest

@@ -10,10 +10,11 @@ import uuid
 import pytest
 from django.contrib import admin
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 
 from readerstudy.models import Study
 from tests.factories import PASSWORD, make_study, make_user
+from tests.urlmap import url_routes
 
 pytestmark = pytest.mark.django_db
 
@@ -48,6 +49,8 @@ def _reader_matrix(study, token):
         ("get", f"/api/reader/studies/{s}/next/", {"anonymous": 403, "assigned": 200, "unassigned": 404, "staff": 404}),
         ("post", f"/api/reader/studies/{s}/responses/",
          {"anonymous": 403, "assigned": 201, "unassigned": 404, "staff": 404}),
+        ("put", f"/api/reader/studies/{s}/items/{token}/flag/",
+         {"anonymous": 403, "assigned": 200, "unassigned": 404, "staff": 404}),
         ("get", f"/i/{token}.png", {"anonymous": 404, "assigned": 200, "unassigned": 404, "staff": 200}),
         ("get", f"/studies/{s}/done/", {"anonymous": 302, "assigned": 200, "unassigned": 404, "staff": 404}),
         ("get", "/studies/999999/", {"anonymous": 302, "assigned": 404, "unassigned": 404, "staff": 404}),
@@ -69,6 +72,8 @@ def test_reader_endpoints_pages_images_and_admin(world, role):
         if method == "post":
             body = {"item": token, "answer": "real", "confidence": 3, "client_id": str(uuid.uuid4())}
             resp = client.post(url, body, content_type="application/json")
+        elif method == "put":
+            resp = client.put(url, {"comment": "artefact"}, content_type="application/json")
         else:
             resp = client.get(url)
         if resp.status_code != expected[role]:
@@ -99,17 +104,10 @@ def _staff_routes(int_value: int, prefixes=("api/admin/", "results/")) -> list[t
     `int_value`, a real study's id, so that a view cannot answer 404 before checking permissions);
     (url, has_parameters)."""
     found = []
-
-    def walk(patterns, prefix):
-        for p in patterns:
-            route = prefix + str(p.pattern)
-            if isinstance(p, URLResolver):
-                walk(p.url_patterns, route)
-            elif isinstance(p, URLPattern) and route.startswith(prefixes):
-                url = "/" + re.sub(r"<(?:(\w+):)?\w+>", lambda m: str(int_value) if m.group(1) == "int" else "x", route)
-                found.append((url.replace("^", "").replace("$", ""), "<" in route))
-
-    walk(get_resolver().url_patterns, "")
+    for route in url_routes():
+        if route.startswith(prefixes):
+            url = "/" + re.sub(r"<(?:(\w+):)?\w+>", lambda m: str(int_value) if m.group(1) == "int" else "x", route)
+            found.append((url.replace("^", "").replace("$", ""), "<" in route))
     return found
 
 

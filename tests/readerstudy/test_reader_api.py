@@ -405,3 +405,64 @@ def test_the_image_is_privately_cacheable_for_good_and_the_same_headers_for_ever
         assert "private" in cache and "immutable" in cache and "public" not in cache
         headers.append(sorted((k, v) for k, v in resp.headers.items() if k.lower() != "content-length"))
     assert headers[0] == headers[1]
+
+
+def test_a_replayed_first_answer_does_not_undo_a_revision():
+    """Issue 13's probe through the API: POST A (c1), POST B (c2), replay c1 as a flaky network does."""
+    reader = make_user()
+    study = make_study(n_real=1, n_synthetic=1, readers=[reader], allow_revision=True)
+    client = login(reader)
+    item = client.get(next_url(study)).json()["item"]
+    c1, c2 = uuid.uuid4(), uuid.uuid4()
+    assert post_answer(client, study, item, "real", 1, c1).status_code == 201
+    assert post_answer(client, study, item, "synthetic", 5, c2).status_code == 200
+    replay = post_answer(client, study, item, "real", 1, c1)
+    assert replay.status_code == 200
+    assert (replay.json()["answer"], replay.json()["confidence"], replay.json()["revised"]) == ("synthetic", 5, True)
+    assert (Response.objects.get().answer, Response.objects.get().confidence) == ("synthetic", 5)
+
+
+@pytest.mark.parametrize("value, status", [(7.25, 201), (None, 201), (-1, 400), ("x", 400), ("1e999", 400)])
+def test_answers_may_carry_the_pages_active_reading_time(value, status):
+    reader = make_user()
+    study = make_study(n_real=1, n_synthetic=1, readers=[reader])
+    client = login(reader)
+    item = client.get(next_url(study)).json()["item"]
+    Presentation.objects.update(shown_at=timezone.now() - timedelta(seconds=20))
+    body = {"item": item, "answer": "real", "confidence": 2, "client_id": str(uuid.uuid4()), "active_seconds": value}
+    resp = client.post(responses_url(study), body, content_type="application/json")
+    assert resp.status_code == status, resp.content
+    if status == 201:
+        assert Response.objects.get().active_seconds == value
+    else:
+        assert "active_seconds" in resp.json()["fields"] and not Response.objects.exists()
+
+
+def test_the_answer_paths_plain_bodies_are_what_the_documented_serializers_give():
+    """The answer path builds its JSON without serializers (capacity); the schema documents it with
+    them: both must agree, for an item with a following one, the last item, done, and a revision."""
+    from readerstudy.api.reader_serializers import (
+        NextItemSerializer,
+        StoredResponseSerializer,
+        next_item_body,
+        stored_response_body,
+    )
+
+    reader = make_user()
+    study = make_study(n_real=1, n_synthetic=1, readers=[reader], allow_revision=True)
+    assignment = study.assignments.get()
+    while True:
+        nxt = response_services.reader_next_item(assignment=assignment)
+        assert next_item_body(nxt) == NextItemSerializer(nxt).data
+        if nxt.done:
+            break
+        result = response_services.response_submit(
+            assignment=assignment, item_token=nxt.item.token, answer="real", confidence=2, client_id=uuid.uuid4()
+        )
+        assert stored_response_body(result.response) == StoredResponseSerializer(result.response).data
+    revised = response_services.response_submit(
+        assignment=assignment, item_token=result.response.item.token, answer="synthetic", confidence=5,
+        client_id=uuid.uuid4(),
+    )
+    assert revised.revised
+    assert stored_response_body(revised.response) == StoredResponseSerializer(revised.response).data

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.django_db
 
 # Upper bounds, SQLite and PostgreSQL alike (savepoints included).
 MAX_NEXT = 8  # session, user, assignment+study, answered+shown (one UNION), items, presentation insert (+2)
-MAX_ANSWER = 9  # session, user, assignment+study, client_id, item+study+shown_at, insert (+2), finished check
+MAX_ANSWER = 9  # session, user, assignment+study, item+study+shown_at+replayed client_id (one query),
+#                 the response and its answer event inserted (+2 savepoint), finished check
 MAX_ANSWER_WITH_NEXT = 13  # the answer without its finished check, then the next item as GET next/ serves it
 MAX_IMAGE = 3  # session, user, item joined with the reader's assignment
 

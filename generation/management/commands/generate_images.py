@@ -27,6 +27,8 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=16)
         parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
         parser.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+        parser.add_argument("--no-bf16", dest="bf16", action="store_const", const=False, default=None,
+                            help="diffusion on CUDA: run the network in float32 (default bf16 on CUDA)")
         parser.add_argument("--register-name", help="also register the images as a synthetic image set of this name")
         parser.add_argument("--description", default="")
 
@@ -35,6 +37,7 @@ class Command(BaseCommand):
             checkpoint=Path(o["checkpoint"]), out=Path(o["out"]), n=o["n"], label=o["label"], per_label=o["per_label"],
             sampler=o["sampler"], steps=o["steps"], guidance=o["guidance"], seed=o["seed"],
             batch_size=o["batch_size"], device=o["device"], use_ema=not o["no_ema"], progress=o["verbosity"] > 1,
+            bf16=o["bf16"],
         )
         try:
             result = generate(request)

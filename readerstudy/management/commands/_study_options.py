@@ -17,6 +17,10 @@ def add_settings_arguments(parser) -> None:
     )
     parser.add_argument("--allow-revision", action="store_true", help="readers may change an answer")
     parser.add_argument("--size", help="blinded image size WIDTHxHEIGHT (default: the most common size)")
+    parser.add_argument(
+        "--harmonisation", choices=["none", "jpeg90", "resize"], default="none",
+        help="put every source image through one low-level history: JPEG quality 90, or down- and up-sampling",
+    )
     parser.add_argument("--open", action="store_true", help="open the study for its readers at once")
 
 
@@ -41,6 +45,8 @@ def settings_from_options(options: dict) -> dict:
     if options["allow_revision"]:
         fields["allow_revision"] = True
     kwargs = {"seed": options["seed"], "repeats": options["repeats"], **fields}
+    if options.get("harmonisation"):
+        kwargs["harmonisation"] = options["harmonisation"]
     if options["size"]:
         try:
             width, height = (int(v) for v in options["size"].lower().split("x"))

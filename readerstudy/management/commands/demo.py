@@ -1,14 +1,13 @@
 """`manage.py demo [--no-serve] [--port 8000] [--fast]`: build the demo study and serve the app.
 
 Thin wrapper around `jobs.demo.demo_run` (scikit-image's IHC sample to an open, blinded study with
-an admin and two readers), then Django's development server on 127.0.0.1. Run again, it reuses
-everything that exists.
+an admin and two readers), then `jobs.demo.demo_serve`: the server on 127.0.0.1 with DEBUG off and
+the static files served by WhiteNoise. Run again, it reuses everything that exists.
 """
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from jobs.demo import demo_run
+from jobs.demo import demo_run, demo_serve
 
 
 class Command(BaseCommand):
@@ -21,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--workdir", default=None, help="where patches, runs and samples go (default var/demo)")
 
     def handle(self, *args, no_serve: bool, port: int, fast: bool, workdir: str | None, **options):
+        settings.JOBS_EAGER_IN_THREAD = False  # the build waits for each job: run it inline, no polling
         result = demo_run(workdir=workdir, fast=fast, log=lambda line: self.stdout.write(line))
         url = f"http://127.0.0.1:{port}"
         self.stdout.write("")
@@ -34,6 +34,5 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING("No study was built: see the messages above."))
         if no_serve:
             return
-        # Jobs launched from the admin while the demo serves run in a thread of this process.
-        settings.JOBS_EAGER_IN_THREAD = True
-        call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
+        # DEBUG off, so that no error page shows the settings; jobs launched from the admin run in a thread.
+        demo_serve(workdir=result["workdir"], port=port, log=lambda line: self.stdout.write(line))
