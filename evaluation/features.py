@@ -165,12 +165,18 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def load_extractor(
-    kind: str = "inception", *, weights_path=None, device: str | torch.device | None = None, seed: int = 0
+    kind: str = "inception", *, weights_path=None, device: str | torch.device | None = None, seed: int = 0,
+    weights_sha256: str | None = None,
 ) -> InceptionFeatures:
     """The FID Inception from the local file `weights_path` (checked against its SHA-256), or with
-    `kind="random-inception"` the same network with fixed random weights from `seed`."""
+    `kind="random-inception"` the same network with fixed random weights from `seed`, or with
+    `kind="timm:<model_name>"` a timm network's embedding (`evaluation.timm_features`)."""
+    if kind.startswith("timm:"):
+        from evaluation.timm_features import load_timm_extractor
+
+        return load_timm_extractor(kind, weights_path=weights_path, weights_sha256=weights_sha256, device=device)
     if kind not in EXTRACTORS:
-        raise ValueError(f"features {kind!r}: expected one of inception, {RANDOM}")
+        raise ValueError(f"features {kind!r}: expected one of inception, {RANDOM}, timm:<model_name>")
     features_list = ["2048", "logits_unbiased"]
     if EXTRACTORS[kind] == RANDOM:
         buffer = io.BytesIO()

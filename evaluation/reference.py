@@ -117,6 +117,7 @@ class SetStatistics:
     logits: np.ndarray | None = None  # (N, 1008) float32
     labels: np.ndarray | None = None  # (N,) str
     meta: dict = field(default_factory=dict)
+    spatial: np.ndarray | None = None  # (N, 2023) float32, only when asked (sFID's bootstrap)
 
     @property
     def n(self) -> int:
@@ -130,14 +131,19 @@ class SetStatistics:
 
 def compute_statistics(
     source: ImageSource, extractor: InceptionFeatures, *, batch_size: int = 32, per_label: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, keep_spatial: bool = False,
 ) -> SetStatistics:
-    """Run the extractor over `source` in batches; moments are streamed, pool features and logits kept."""
+    """Run the extractor over `source` in batches; moments are streamed, pool features and logits kept
+    (and the sFID spatial features with `keep_spatial`, for their bootstrap). An extractor without
+    spatial features (a timm space) gets an empty spatial moment."""
     labels = np.asarray(source.labels, dtype=str)
-    overall_pool, overall_spatial = RunningMoments(POOL_DIM), RunningMoments(SPATIAL_DIM)
-    label_moments = {label: (RunningMoments(POOL_DIM), RunningMoments(SPATIAL_DIM))
+    pool_dim = getattr(extractor, "pool_dim", POOL_DIM)
+    spatial_dim = SPATIAL_DIM if getattr(extractor, "has_spatial", True) else 0
+    overall_pool, overall_spatial = RunningMoments(pool_dim), RunningMoments(spatial_dim)
+    label_moments = {label: (RunningMoments(pool_dim), RunningMoments(spatial_dim))
                      for label in (sorted(set(labels)) if per_label else [])}
-    pool = np.empty((len(source), POOL_DIM), np.float32)
+    pool = np.empty((len(source), pool_dim), np.float32)
+    spatial = np.empty((len(source), spatial_dim), np.float32) if keep_spatial and spatial_dim else None
     logits = None
     done = 0
     for indices, batch in source.batches(batch_size):
@@ -145,6 +151,8 @@ def compute_statistics(
         if logits is None:
             logits = np.empty((len(source), feats.logits.shape[1]), np.float32)
         pool[indices], logits[indices] = feats.pool, feats.logits
+        if spatial is not None:
+            spatial[indices] = feats.spatial
         overall_pool.update(feats.pool)
         overall_spatial.update(feats.spatial)
         for label, (m_pool, m_spatial) in label_moments.items():
@@ -163,7 +171,8 @@ def compute_statistics(
     return SetStatistics(
         overall=_moments(overall_pool, overall_spatial),
         per_label={label: _moments(*pair) for label, pair in label_moments.items()},
-        pool=pool, logits=logits, labels=labels, meta=meta,
+        pool=pool, logits=logits if logits is not None and logits.shape[1] else None, labels=labels, meta=meta,
+        spatial=spatial,
     )
 
 
@@ -208,6 +217,8 @@ def save_statistics(path, stats: SetStatistics) -> Path:
         arrays["logits"] = stats.logits
     if stats.labels is not None:
         arrays["labels"] = stats.labels
+    if stats.spatial is not None:
+        arrays["spatial"] = stats.spatial
     for i, moments in enumerate(stats.per_label.values()):
         arrays.update(_moment_arrays(f"label{i}_", moments))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp.npz")
@@ -246,7 +257,7 @@ def load_statistics(path) -> SetStatistics:
             pool=npz["pool"] if "pool" in keys else None,
             logits=npz["logits"] if "logits" in keys else None,
             labels=npz["labels"] if "labels" in keys else None,
-            meta=meta,
+            meta=meta, spatial=npz["spatial"] if "spatial" in keys else None,
         )
 
 
@@ -262,6 +273,7 @@ def is_reference_file(path) -> bool:
 def statistics_for(
     source: ImageSource | str | Path, extractor: InceptionFeatures, *, batch_size: int = 32,
     per_label: bool = False, cache_path=None, progress: Callable[[int, int], None] | None = None,
+    keep_spatial: bool = False,
 ) -> SetStatistics:
     """Statistics of an image source, from `cache_path` when it matches (same extractor, weights and
     content), else computed and written there. A path to a reference npz is read as it is; when it has
@@ -280,9 +292,11 @@ def statistics_for(
         if (cached.meta.get("version") == CACHE_VERSION and cached.meta.get("extractor") == extractor.name
                 and cached.meta.get("weights_sha256") == extractor.weights_sha256
                 and cached.meta.get("fingerprint") == source.fingerprint()
-                and (cached.meta.get("per_label") or not per_label)):
+                and (cached.meta.get("per_label") or not per_label)
+                and (cached.spatial is not None or not keep_spatial or not getattr(extractor, "has_spatial", True))):
             return cached
-    stats = compute_statistics(source, extractor, batch_size=batch_size, per_label=per_label, progress=progress)
+    stats = compute_statistics(source, extractor, batch_size=batch_size, per_label=per_label, progress=progress,
+                               keep_spatial=keep_spatial)
     if cache_path is not None:
         save_statistics(cache_path, stats)
     return stats

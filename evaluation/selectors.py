@@ -1,4 +1,5 @@
-"""Reads of the evaluation app: stored metric results, filtered, and the latest per label of a set."""
+"""Reads of the evaluation app: stored metric results, filtered, the latest per label of a set, and the
+inputs of the generator comparison (`evaluation.compare`) for a study or named image sets."""
 from __future__ import annotations
 
 from django.db.models import QuerySet
@@ -31,3 +32,59 @@ def metric_result_latest_by_label(*, fake_set_id: int, real_set_id: int | None =
     ):
         latest.setdefault(result.label, result)
     return latest
+
+
+def automatic_results(*, image_sets, real_set_id: int | None = None) -> list:
+    """The newest stored result per (image set, feature space, label) of `image_sets`, as
+    `compare.AutomaticResult` records (the generator is the set's generator, else its name)."""
+    from evaluation.compare import AutomaticResult
+
+    out, seen = [], set()
+    for image_set in image_sets:
+        for result in metric_result_list(fake_set_id=image_set.pk, real_set_id=real_set_id):
+            key = (image_set.pk, result.extractor, result.label)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(AutomaticResult(
+                generator=image_set.generator or image_set.name, image_set=image_set.name, space=result.extractor,
+                metrics=result.metrics or {}, label=result.label, weights_sha256=result.weights_sha256,
+                calibrated=result.calibrated, n_real=result.n_real, n_fake=result.n_fake,
+            ))
+    return out
+
+
+def study_comparison(*, study):
+    """`compare.compare` of a study's generators: the stored metrics of its synthetic image sets and
+    the readers' numbers of `readerstudy.results_selectors.study_summary`."""
+    from evaluation.compare import compare
+    from readerstudy import results_selectors
+    from readerstudy.models import ImageSet, StudyItem
+
+    set_ids = (StudyItem.objects.filter(study=study, role=StudyItem.Role.MAIN, truth="synthetic")
+               .values_list("image__image_set_id", flat=True).distinct())
+    sets = list(ImageSet.objects.filter(pk__in=list(set_ids)).order_by("generator", "name"))
+    # A study without readers has no results (and study_summary's raw query cannot be built for it).
+    tables = results_selectors.study_summary(study=study) if study.assignments.exists() else None
+    return compare(automatic_results(image_sets=sets), tables, generators=[s.generator or s.name for s in sets])
+
+
+def image_sets_comparison(*, names: list[str], real: str | None = None):
+    """`compare.compare` of named image sets (no reader study: human columns empty, with a note)."""
+    from evaluation.compare import compare
+    from readerstudy.models import ImageSet
+
+    sets = []
+    for name in names:
+        found = ImageSet.objects.filter(name=name).first()
+        if found is None:
+            raise ValueError(f"image set {name!r} does not exist")
+        sets.append(found)
+    real_id = None
+    if real:
+        real_set = ImageSet.objects.filter(name=real).first()
+        if real_set is None:
+            raise ValueError(f"real image set {real!r} does not exist")
+        real_id = real_set.pk
+    return compare(automatic_results(image_sets=sets, real_set_id=real_id), None,
+                   generators=[s.generator or s.name for s in sets])

@@ -247,6 +247,8 @@ def demo_study(*, config: DemoConfig, synthetic_sets: list[str], log) -> int | N
             "n_per_synthetic": config.per_synthetic, "seed": config.seed,
         }, log)
         study = Study.objects.get(name=STUDY_NAME)
+        # The generators side by side (automatic columns now; the readers' once they answer: /results/<id>/compare/).
+        _run_job(Job.Kind.COMPARE_GENERATORS, {"study": STUDY_NAME}, log)
     else:
         log(f"    reusing study {STUDY_NAME!r}")
     study_assign_readers(study=study, users=list(get_user_model().objects.filter(username__in=READERS)))

@@ -271,19 +271,33 @@ def run_extract_patches(params: dict, reporter) -> dict:
 
 def run_evaluate_metrics(params: dict, reporter) -> dict:
     try:
-        from evaluation.services import metric_evaluation_run
+        from evaluation.services import metric_evaluation_run, weights_file_in_root
     except ImportError as exc:
         raise _missing("metrics (evaluation.services.metric_evaluation_run)", exc) from exc
     reporter.progress(0.0, f"metrics of {params['fake']} against {params['real']}", force=True)
+    if params.get("weights") and not Path(params["weights"]).is_absolute():  # a name inside HISTOSYNTH_WEIGHTS_ROOT
+        params = {**params, "weights": str(weights_file_in_root(params["weights"]))}
 
-    def progress(stage: str, done: int, total: int) -> None:
-        reporter.progress(0.95 * done / max(1, total), f"{stage} images: {done}/{total}")
+    def on_progress(step: int, total: int, metrics: dict) -> None:
+        # A cancel asked in the admin raises `Cancelled` from the reporter: the evaluation stops, nothing stored.
+        what = "images and bootstrap resamples" if params.get("bootstrap") else "images"
+        reporter.progress(0.95 * step / max(1, total), f"{what}: {step}/{total}")
 
-    result = metric_evaluation_run(**params, progress=progress)
+    result = metric_evaluation_run(**params, on_progress=on_progress)
     evaluation = result.get("result", {})
     return {"metric_result_ids": result.get("metric_result_ids", []), "extractor": evaluation.get("extractor"),
-            "calibrated": evaluation.get("calibrated"), "overall": evaluation.get("overall", {}).get("metrics", {}),
-            "warnings": evaluation.get("warnings", [])}
+            "weights_sha256": evaluation.get("weights_sha256"), "calibrated": evaluation.get("calibrated"),
+            "overall": evaluation.get("overall", {}).get("metrics", {}),
+            "interval": evaluation.get("overall", {}).get("interval"), "warnings": evaluation.get("warnings", [])}
+
+
+def run_compare_generators(params: dict, reporter) -> dict:
+    try:
+        from evaluation.services import generator_comparison_export
+    except ImportError as exc:
+        raise _missing("the generator comparison (evaluation.services.generator_comparison_export)", exc) from exc
+    reporter.progress(0.0, f"comparing the generators of {params['study']}", force=True)
+    return generator_comparison_export(study=params["study"])
 
 
 def run_build_study(params: dict, reporter) -> dict:
@@ -410,13 +424,25 @@ RUNNERS: dict[str, Runner] = {
             Param("real", required=True, kind="image_set:real", label="Real image set", help="the reference images"),
             Param("fake", required=True, kind="image_set:synthetic", label="Synthetic image set",
                   help="the generated images"),
-            Param("features", default="inception", choices=("inception", "random-inception"),
-                  help="random-inception is uncalibrated: numbers not comparable with published values"),
+            Param("features", default="inception", choices=(
+                "inception", "random-inception", "timm:vit_small_patch14_dinov2.lvd142m",
+                "timm:vit_base_patch14_dinov2.lvd142m", "timm:vit_large_patch16_224?init_values=1e-5"),
+                  help="random-inception is uncalibrated; a timm space needs its weights file: DINOv2 ViTs, "
+                       "or UNI's architecture (other timm models: manage.py evaluate_metrics --features timm:<name>)"),
+            Param("weights", kind="path:weights:file", label="Weights file",
+                  help="timm weights in the weights folder, checked against FILE.sha256 beside it"),
+            Param("bootstrap", int, help="bootstrap resamples for intervals and FID-infinity (default 0: none; 200 usual)"),
             Param("per_label", bool, default=False, help="also per class label"),
             Param("metrics", list, help="some of fid,sfid,is,pr,kid,dc,mem (default: all)"),
             Param("batch_size", int, help="images per batch of the feature extractor"),
             _SEED,
         ),
+    ),
+    Job.Kind.COMPARE_GENERATORS: Runner(
+        Job.Kind.COMPARE_GENERATORS, run_compare_generators,
+        help="One table of a study's generators: automatic metrics of every feature space beside the readers' "
+             "AUC and fooled rate (CSV under media/evaluation/compare/).",
+        params=(Param("study", required=True, help="study name (or id:<pk>)"),),
     ),
     Job.Kind.BUILD_STUDY: Runner(
         Job.Kind.BUILD_STUDY, run_build_study,

@@ -1,5 +1,5 @@
 """Staff-only results pages under /results/: study list, a study's statistics, plots and CSV downloads."""
-from django.urls import path
+from django.urls import include, path
 
 from readerstudy import results_views
 
@@ -10,4 +10,5 @@ urlpatterns = [
     path("<int:study_id>/", results_views.results_study, name="results-study"),
     path("<int:study_id>/plots/<str:name>.<str:fmt>", results_views.results_plot, name="results-plot"),
     path("<int:study_id>/export/<str:name>.csv", results_views.results_export, name="results-export"),
+    path("<int:study_id>/compare/", include("evaluation.compare_urls")),
 ]
