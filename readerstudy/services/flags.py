@@ -11,22 +11,15 @@ and "not yours / not shown yet", so that a refusal does not reveal whether a tok
 from django.db import IntegrityError, transaction
 
 from readerstudy.models import ItemFlag, Presentation, Study, StudyItem, StudyReader
+from readerstudy.services.responses import ItemNotInStudyError, ResponseError, StudyNotOpenError
 
 COMMENT_MAX = ItemFlag._meta.get_field("comment").max_length
 
 
-class FlagError(ValueError):
-    """A flag was refused; `code` names the rule broken."""
-
-    code = "invalid"
-
-
-class FlagItemUnknownError(FlagError):
-    code = "unknown_item"
-
-
-class FlagStudyNotOpenError(FlagError):
-    code = "study_not_open"
+# A flag is refused by the same rules, with the same codes, as an answer.
+FlagError = ResponseError
+FlagItemUnknownError = ItemNotInStudyError
+FlagStudyNotOpenError = StudyNotOpenError
 
 
 def flaggable_item(*, assignment: StudyReader, item_token: str) -> StudyItem:
