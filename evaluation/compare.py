@@ -149,6 +149,14 @@ def human_columns(tables: dict[str, pd.DataFrame] | None) -> tuple[pd.DataFrame 
         out = out.merge(auc, on="generator", how="left") if len(out) else auc
         out["human_auc_source"] = np.where(out["human_auc"].notna(), "MRMC", "")
         notes.append("human AUC: multi-reader multi-case (MRMC) estimate and interval from the study's results")
+        # MRMC needs two readers or more: with fewer, the readers-pooled AUC stands in, marked as such.
+        missing = out["human_auc"].isna() & out["pooled_auc"].notna() if "pooled_auc" in out else None
+        if missing is not None and missing.any():
+            for column in ("human_auc", "human_auc_ci_low", "human_auc_ci_high"):
+                out.loc[missing, column] = out.loc[missing, column.replace("human_auc", "pooled_auc")]
+            out.loc[missing, "human_auc_source"] = "pooled readers"
+            notes.append("human AUC marked 'pooled readers': no MRMC estimate (fewer than two readers); the "
+                         "readers-pooled AUC with its bootstrap interval ignores reader variability")
     elif "pooled_auc" in out:
         out["human_auc"], out["human_auc_ci_low"], out["human_auc_ci_high"] = (
             out["pooled_auc"], out["pooled_auc_ci_low"], out["pooled_auc_ci_high"])
