@@ -152,28 +152,49 @@ def design_from_ratings(ratings: pd.DataFrame) -> Design:
     return Design(tests=tests, readers=readers, cases=cases, ratings=values, truth=truth, in_test=in_test)
 
 
-def complete_ratings(ratings: pd.DataFrame, *, drop: str = "readers") -> tuple[pd.DataFrame, list]:
+WAITING_SHARE = 0.5  # a running study: readers under half the answers of the busiest reader wait
+
+
+def complete_ratings(
+    ratings: pd.DataFrame, *, min_share: float = 1.0, drop: str | None = None,
+) -> tuple[pd.DataFrame, list]:
     """The part of an unfinished study that `mrmc()` can analyse: every reader rated every case of a test.
 
-    drop="readers" removes readers who left any case of any test unrated (keeps every case);
-    drop="cases" removes, test by test, the cases some reader of that test left unrated (keeps every
-    reader, so a reader who stopped early costs many cases). Returns the kept rows and the dropped
-    reader or (test, case) labels, so that a results page can say what was left out and why.
+    One rule, in two steps: (1) a reader who has fewer ratings than `min_share` times those of the
+    busiest reader is left out (waits); (2) test by test, a case that some remaining reader of that test
+    left unrated is left out. `min_share=1` keeps only the readers who rated as much as the busiest one
+    (every case is kept when one reader finished); `min_share=0` keeps every reader, so a reader who
+    stopped early costs many cases; a running study uses `WAITING_SHARE` (`unfinished_rule` says it in
+    words). `drop="readers"` and `drop="cases"` name the two ends (min_share 1 and 0).
+
+    Returns the kept rows and what was left out: the readers, then the (test, case) pairs, so that a
+    results page can say what was left out and why.
     """
-    if drop not in ("readers", "cases"):
-        raise ValueError(f"drop must be 'readers' or 'cases'; got {drop!r}")
-    if drop == "cases":
-        readers_per_case = ratings.groupby(["test", "case"], sort=False)["reader"].nunique()
-        readers_per_test = ratings.groupby("test", sort=False)["reader"].nunique()
-        needed = readers_per_test.reindex(readers_per_case.index.get_level_values("test")).to_numpy()
-        short = readers_per_case.index[readers_per_case.to_numpy() < needed]
-        keep = ~pd.MultiIndex.from_frame(ratings[["test", "case"]]).isin(short)
-        return ratings[keep], list(short)
-    cases_per_test = ratings.groupby("test", sort=False)["case"].nunique()
-    rated = ratings.groupby(["reader", "test"], sort=False)["case"].nunique().unstack("test")
-    finished = (rated.reindex(columns=cases_per_test.index) == cases_per_test).all(axis=1)  # NaN: test not read
-    dropped = list(finished.index[~finished.to_numpy()])
-    return ratings[ratings["reader"].isin(finished.index[finished.to_numpy()])], dropped
+    if drop is not None:
+        if drop not in ("readers", "cases"):
+            raise ValueError(f"drop must be 'readers' or 'cases'; got {drop!r}")
+        min_share = 1.0 if drop == "readers" else 0.0
+    if not 0.0 <= min_share <= 1.0:
+        raise ValueError(f"min_share must be between 0 and 1; got {min_share!r}")
+    if len(ratings) == 0:
+        return ratings, []
+    per_reader = ratings.groupby("reader", observed=True, sort=False).size()
+    waiting = per_reader.to_numpy() < min_share * per_reader.max()
+    kept = ratings[ratings["reader"].isin(per_reader.index[~waiting])]
+    readers_per_case = kept.groupby(["test", "case"], observed=True, sort=False)["reader"].nunique()
+    readers_per_test = kept.groupby("test", observed=True, sort=False)["reader"].nunique()
+    needed = readers_per_test.reindex(readers_per_case.index.get_level_values("test")).to_numpy()
+    short = readers_per_case.index[readers_per_case.to_numpy() < needed]
+    if len(short):
+        kept = kept[~pd.MultiIndex.from_frame(kept[["test", "case"]]).isin(short)]
+    return kept, list(per_reader.index[waiting]) + list(short)
+
+
+def unfinished_rule(min_share: float = WAITING_SHARE) -> str:
+    """`complete_ratings`'s rule in words, for results pages and exports."""
+    share = "every answer" if min_share >= 1 else f"{min_share:.0%} of the answers"
+    return (f"readers with under {share} of the busiest reader wait until they have answered more; "
+            "images not yet answered by every remaining reader are left out")
 
 
 # --------------------------------------------------------------------------- reader FOMs and their jackknife

@@ -10,8 +10,8 @@ design that the general MRMC code does not know about:
   are the positive class, so AUC 0.5 means the readers cannot tell the images apart;
 - the partially paired design: every generator is one "test", and the real images are read under every
   test (they are the shared reference), while each synthetic image belongs to one test only;
-- the fully crossed block that MRMC needs while a study is still running: readers with under half the
-  answers of the busiest reader wait, and only images answered by every remaining reader count;
+- the fully crossed block that MRMC needs while a study is still running, by `mrmc.complete_ratings`'s
+  rule (`mrmc.unfinished_rule()` in words, also in the `meta` table);
 - the tables `mrmc`, `mrmc_difference`, `mrmc_components` and `verdict` of `stats.summarize`, and the
   `planning` table built from `mrmc_components` (separately: the equivalence power is an integral per
   evaluation, seconds per table, so it is not part of every summary).
@@ -77,19 +77,15 @@ def _categorical_str(values: pd.Series) -> pd.Categorical:
 
 
 def complete_block(ratings: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """The fully crossed part of `ratings`: readers with at least half the answers of the busiest
-    reader, and the images every one of them answered. Returns (ratings, what was left out)."""
+    """The fully crossed part of `ratings` by `mrmc.complete_ratings`'s rule at `WAITING_SHARE` (one
+    test: the whole study). Returns (ratings, how many readers wait and images are left out)."""
     if len(ratings) == 0:
         return ratings, {"readers_waiting": 0, "images_left_out": 0}
-    per_reader = ratings.groupby("reader", observed=True).size()
-    readers = per_reader.index[per_reader >= 0.5 * per_reader.max()]
-    kept = ratings[ratings["reader"].isin(readers)]
-    per_case = kept.groupby("case", observed=True).size()
-    cases = per_case.index[per_case == len(readers)]
-    block = kept[kept["case"].isin(cases)]
-    left = {"readers_waiting": int(len(per_reader) - len(readers)),
-            "images_left_out": int(ratings["case"].nunique() - len(cases))}
-    return block.reset_index(drop=True), left
+    whole_study = ratings.assign(test=pd.Categorical([ALL] * len(ratings)))
+    block, left_out = mrmc_core.complete_ratings(whole_study, min_share=mrmc_core.WAITING_SHARE)
+    n_waiting = sum(1 for item in left_out if not isinstance(item, tuple))
+    return block.drop(columns="test").reset_index(drop=True), {
+        "readers_waiting": n_waiting, "images_left_out": int(ratings["case"].nunique() - block["case"].nunique())}
 
 
 def generator_design(ratings: pd.DataFrame) -> pd.DataFrame:
@@ -186,9 +182,10 @@ def mrmc_tables(
         "mrmc_components": components,
         "verdict": verdict_table(table, alpha=alpha),
         "mrmc_meta": pd.DataFrame({
-            "key": ["mrmc_readers_waiting", "mrmc_images_left_out", "equivalence_margin", "mrmc_alpha"],
-            "value": pd.Series([left["readers_waiting"], left["images_left_out"], equivalence_margin, alpha],
-                               dtype=object)}),
+            "key": ["mrmc_unfinished_rule", "mrmc_readers_waiting", "mrmc_images_left_out", "equivalence_margin",
+                    "mrmc_alpha"],
+            "value": pd.Series([mrmc_core.unfinished_rule(), left["readers_waiting"], left["images_left_out"],
+                                equivalence_margin, alpha], dtype=object)}),
     }
 
 

@@ -171,3 +171,16 @@ def test_complete_ratings_keeps_what_mrmc_can_analyse():
     assert sorted(dropped_cases) == [("diffusion", "real1"), ("progan", "progan2"), ("progan", "real1")]
     assert mrmc(by_case)["tests"]["n_readers"].tolist() == [4, 4]
     assert complete_ratings(df)[1] == [] and len(complete_ratings(df)[0]) == len(df)
+
+
+def test_complete_ratings_lets_readers_under_a_share_of_the_busiest_wait_then_drops_cases():
+    df = partially_paired(seed=9, n_readers=4)
+    r3 = df.index[df.reader == "R3"]
+    started = df.drop(index=r3[len(r3) // 4:])  # R3 has a quarter of the others' ratings
+    started = started.drop(index=started.index[(started.reader == "R0") & (started.case == "real1")])
+    kept, left_out = complete_ratings(started, min_share=0.5)
+    assert left_out == ["R3", ("diffusion", "real1"), ("progan", "real1")]
+    assert set(kept.reader) == {"R0", "R1", "R2"} and "real1" not in set(kept.case)
+    assert mrmc(kept)["tests"]["n_readers"].tolist() == [3, 3]
+    with pytest.raises(ValueError, match="min_share"):
+        complete_ratings(df, min_share=1.5)

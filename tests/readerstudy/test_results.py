@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from statsmodels.stats.proportion import proportion_confint
 
 from evaluation.models import MetricResult
-from readerstudy import results_selectors
+from readerstudy import mrmc, results_selectors
 from readerstudy.models import Response, StudyItem, StudyReader
 from tests.factories import PASSWORD, make_study, make_user
 
@@ -235,6 +235,9 @@ def test_equivalence_margin_is_the_study_setting_and_recorded_in_meta(client, st
     login(client, make_user(staff=True))
     meta = client.get(f"/results/{study.pk}/export/meta.csv").content.decode()
     assert "equivalence_margin,0.12" in meta
+    assert f"mrmc_unfinished_rule,{mrmc.unfinished_rule()}" in meta  # how unfinished readers were handled
+    html = client.get(f"/results/{study.pk}/").content.decode()
+    assert f"Unfinished readers: {mrmc.unfinished_rule()}" in html
 
 
 @pytest.mark.django_db

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from readerstudy import mrmc as mrmc_core
 from readerstudy import planning, stats, study_mrmc
 from readerstudy.stats import summarize
 from tests.readerstudy.test_stats import make_responses, signed_score
@@ -153,6 +154,20 @@ def test_a_reader_who_has_just_started_waits_and_unanswered_images_are_left_out(
     assert meta["mrmc_readers_waiting"] == 1 and meta["mrmc_images_left_out"] == 1
     row = out["mrmc"].iloc[0]
     assert row["n_readers"] == 3 and row["n_real"] + row["n_synthetic"] == 39 and np.isfinite(row["estimate"])
+
+
+def test_the_study_trims_by_the_one_rule_of_the_mrmc_core_and_says_it_in_meta():
+    data = discriminating(n_readers=4, n_images=40)
+    data = data[~((data["reader"] == "R03") & data["image"].isin([f"img{k:03d}" for k in range(25)]))]
+    ratings = stats.mrmc_ratings(data)
+    block, left = study_mrmc.complete_block(ratings)
+    whole = ratings.assign(test="all")
+    core, dropped = mrmc_core.complete_ratings(whole, min_share=mrmc_core.WAITING_SHARE)
+    assert dropped == ["R03"] and left == {"readers_waiting": 1, "images_left_out": 0}
+    assert sorted(block["reader"].astype(str).unique()) == sorted(core["reader"].astype(str).unique())
+    meta = dict(zip(*summarize(data, n_bootstrap=0)["meta"][["key", "value"]].T.to_numpy()))
+    assert meta["mrmc_unfinished_rule"] == mrmc_core.unfinished_rule() and "half" not in meta["mrmc_unfinished_rule"]
+    assert "50% of the answers of the busiest reader" in meta["mrmc_unfinished_rule"]
 
 
 def test_planning_from_the_study(strong):
