@@ -13,6 +13,7 @@ from django.db import transaction
 from PIL import Image as PILImage
 
 from readerstudy.models import Image, ImageSet, Truth
+from readerstudy.study_mrmc import ALL
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,19 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 MAX_IMAGE_PIXELS = 4096 * 4096
 
 
+# Generator names the results keep for rows of their own: "real" (the real images) and "all" (the MRMC
+# row of every synthetic image together); a synthetic set named so would be mixed up with them.
+RESERVED_GENERATORS = ("real", ALL)
+
+
+def reserved_generator_problem(generator: str) -> str | None:
+    """Why a synthetic image set cannot have `generator` as its generator name, or None when it can."""
+    if generator.strip().lower() in RESERVED_GENERATORS:
+        return (f"generator {generator!r} is reserved: the results call the real images 'real' and all synthetic "
+                "images together 'all'; name the generator otherwise")
+    return None
+
+
 class ImageSetError(ValueError):
     """An image set could not be registered; the message names the image at fault."""
 
@@ -63,6 +77,8 @@ def image_set_create(
         raise ImageSetError(f"a real image set has generator 'real', not {generator!r}")
     if kind == Truth.SYNTHETIC and (not generator.strip() or generator == "real"):
         raise ImageSetError(f"a synthetic image set needs a generator name other than 'real', not {generator!r}")
+    if kind == Truth.SYNTHETIC and (reserved := reserved_generator_problem(generator)):
+        raise ImageSetError(reserved)
     if ImageSet.objects.filter(name=name).exists():
         raise ImageSetError(f"an image set named {name!r} exists already")
     saved: list[Image] = []

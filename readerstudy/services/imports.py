@@ -46,6 +46,7 @@ from readerstudy.services.imagesets import (
     ImageSpec,
     image_check_bytes,
     image_set_create,
+    reserved_generator_problem,
 )
 from readerstudy.services.media import staging_sweep
 from readerstudy.services.studies import ItemSpec, StudyError, study_create, study_settings_validate
@@ -450,6 +451,8 @@ def _parse_row(*, raw: dict, line: int, first_line: dict[str, int], problems: li
         generator = "real"
     elif not generator or generator.lower() == "real":
         errors.append(f"truth is synthetic, so generator must name the generator (got {generator!r})")
+    elif reserved := reserved_generator_problem(generator):
+        errors.append(reserved)
     role = cells.get("role", "").lower()
     if role not in ROLES:
         errors.append(f"unknown role {cells['role']!r} (expected main or practice)")

@@ -55,6 +55,11 @@ def test_kind_and_generator_rules():
         image_set_create(name="a", kind="real", generator="diffusion", images=spec)
     with pytest.raises(ImageSetError, match="kind 'fake'"):
         image_set_create(name="a", kind="fake", generator="x", images=spec)
+    for reserved in ("all", " All "):  # the results' row of all synthetic images together
+        with pytest.raises(ImageSetError, match=f"generator {reserved!r} is reserved"):
+            image_set_create(name="s", kind="synthetic", generator=reserved, images=spec)
+    assert not ImageSet.objects.filter(name="s").exists()
+    image_set_create(name="s", kind="synthetic", generator="all-v2", images=spec)
     image_set_create(name="a", kind="real", generator="real", images=spec)
     with pytest.raises(ImageSetError, match="named 'a' exists already"):
         image_set_create(name="a", kind="real", generator="real", images=spec)

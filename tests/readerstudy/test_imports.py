@@ -154,12 +154,15 @@ def test_every_row_problem_is_collected_with_its_line(_media_root):
         "img/r1.png,real,real,A\n"  # line 4: duplicate
         "img/gone.png,synthetic,diffusion,A\n"  # line 5: missing file
         "img/d1.png,synthetic,,A\n"  # line 6: synthetic without generator
+        "img/d2.png,synthetic,all,A\n"  # line 7: the results' name for all synthetic images together
     )
     problems = _problems(study_archive(entries, manifest))
     assert "manifest.csv line 3: unknown truth 'maybe' (expected real or synthetic)" in problems
     assert "manifest.csv line 4: filename 'img/r1.png' is listed twice (first on line 2)" in problems
     assert "manifest.csv line 5: 'img/gone.png' is not in the archive" in problems
     assert "manifest.csv line 6: truth is synthetic, so generator must name the generator (got '')" in problems
+    assert "manifest.csv line 7: generator 'all' is reserved: the results call the real images 'real' and all " \
+        "synthetic images together 'all'; name the generator otherwise" in problems
     # Files in the archive whose row was rejected or never written are unlisted images.
     assert "img/p1.png: in the archive but not listed in manifest.csv" in problems
     assert nothing_created(_media_root)
