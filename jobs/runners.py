@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.models import Job
+from readerstudy.models import Study
 
 
 class RunnerError(ValueError):
@@ -339,6 +340,10 @@ def _as_dict(result: Any, **extra) -> dict:
 
 
 _SEED = Param("seed", int, default=0, help="random seed: same parameters and seed give the same result")
+# The study's harmonisation, with the choices of the model field (as the command, forms and API have them).
+_HARMONISATION = Param("harmonisation", choices=tuple(Study.Harmonisation.values),
+                       help="one low-level history for every image: "
+                            + "; ".join(f"{value}: {label}" for value, label in Study.Harmonisation.choices))
 # Shared by both trainers: where the data is and where the run goes; how often it logs and saves.
 _TRAIN_DATA = (
     Param("data", required=True, kind="path:data:dir",
@@ -457,6 +462,7 @@ RUNNERS: dict[str, Runner] = {
             Param("practice", int, help="practice items shown first with feedback, left out of the results"),
             Param("repeats", int, help="main items shown a second time to measure consistency"),
             Param("readers", list, kind="users", help="users to assign as readers"),
+            _HARMONISATION,
             Param("open", bool, default=False, label="Open at once", help="open the study to its readers at once"),
             _SEED,
         ),
@@ -470,7 +476,7 @@ RUNNERS: dict[str, Runner] = {
             Param("archive_name", help="the archive's uploaded file name"),
             Param("repeats", int, help="main items shown a second time to measure consistency"),
             Param("blinded_size", help="WIDTHxHEIGHT of the blinded images (default: the most common size)"),
-            Param("harmonisation", help="none, jpeg90 or resize", choices=("none", "jpeg90", "resize")),
+            _HARMONISATION,
             Param("instructions", help="text shown before the first image"),
             Param("confidence_min", int), Param("confidence_max", int),
             Param("confidence_labels", list, help="labels of the confidence levels, lowest first"),

@@ -33,6 +33,7 @@ def study_build_from_sets(
     readers: Sequence[str] = (),
     practice: int = 0,
     repeats: int = 0,
+    harmonisation: str = Study.Harmonisation.NONE,
     open: bool = False,  # noqa: A002 - the parameter's name in the job form
     seed: int = 0,
     log: Callable[[str], None] = print,
@@ -57,7 +58,7 @@ def study_build_from_sets(
     log(f"study {name!r}: {n_real} real + {n_per_synthetic} from each of {', '.join(synthetic_sets)}")
     study = study_build(
         name=name, real=SetCount(real, n_real), synthetic=[SetCount(f, n_per_synthetic) for f in fakes], seed=seed,
-        practice=practice, repeats=repeats,
+        practice=practice, repeats=repeats, harmonisation=harmonisation,
     )
     study_assign_readers(study=study, users=users)
     if open:

@@ -6,7 +6,8 @@ from django.urls import reverse
 from jobs import services
 from jobs.forms import field_for, launch_form_class, param_label
 from jobs.models import Job
-from jobs.runners import RUNNERS, Param, Runner
+from jobs.runners import RUNNERS, Param, Runner, RunnerError, runner_validate
+from readerstudy.models import Study
 from tests.factories import make_image_set, make_user
 
 
@@ -105,6 +106,8 @@ def test_build_form_chooses_image_sets_and_readers_from_lists(staff_client, monk
     page = staff_client.get(url).content.decode()
     assert 'type="checkbox" name="synthetic_sets" value="adm"' in page and 'value="reader1"' in page
     assert 'type="checkbox" name="synthetic_sets" value="lgg-test"' not in page  # a real set is not offered
+    for value in Study.Harmonisation.values:  # the study's harmonisation choices, as in the other build forms
+        assert f'<option value="{value}">' in page
     calls = []
     kind = Job.Kind.BUILD_STUDY
     monkeypatch.setitem(RUNNERS, kind, Runner(kind, lambda p, r: calls.append(p) or {}, params=RUNNERS[kind].params))
@@ -113,6 +116,13 @@ def test_build_form_chooses_image_sets_and_readers_from_lists(staff_client, monk
                                            "synthetic_sets": [diffusion.name, progan.name], "readers": ["reader1"]})
     assert response.status_code == 302
     assert calls[0]["synthetic_sets"] == ["adm", "gan"] and calls[0]["readers"] == ["reader1"]
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(url, {"name": "T", "real_set": real.name, "synthetic_sets": [diffusion.name],
+                                "harmonisation": "resize"})
+    assert calls[1]["harmonisation"] == "resize"
+    with pytest.raises(RunnerError, match="harmonisation: 'png' is not one of none, jpeg90, resize"):
+        runner_validate(kind=kind, params={"name": "U", "real_set": real.name, "synthetic_sets": [diffusion.name],
+                                           "harmonisation": "png"})
 
 
 @pytest.mark.django_db

@@ -204,6 +204,7 @@ def test_build_study_job_makes_a_balanced_open_study(django_capture_on_commit_ca
         job = job_create(kind=Job.Kind.BUILD_STUDY, params={
             "name": "demo-study", "real_set": real.name, "synthetic_sets": f"{fake1.name}, {fake2.name}",
             "n_per_synthetic": 4, "readers": "reader-x", "open": "yes", "seed": 3, "repeats": 2,
+            "harmonisation": "jpeg90",
         })
     job.refresh_from_db()
     assert job.state == Job.State.SUCCEEDED, job.error
@@ -211,6 +212,7 @@ def test_build_study_job_makes_a_balanced_open_study(django_capture_on_commit_ca
 
     study = Study.objects.get(name="demo-study")
     assert job.result["study_id"] == study.pk and study.state == Study.State.OPEN
+    assert study.harmonisation == Study.Harmonisation.JPEG90  # passed on to the builder
     items = list(study.items.filter(role="main"))
     assert study.items.filter(role="repeat").count() == 2
     assert sum(i.truth == "real" for i in items) == 8

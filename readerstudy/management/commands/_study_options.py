@@ -18,7 +18,7 @@ def add_settings_arguments(parser) -> None:
     parser.add_argument("--allow-revision", action="store_true", help="readers may change an answer")
     parser.add_argument("--size", help="blinded image size WIDTHxHEIGHT (default: the most common size)")
     parser.add_argument(
-        "--harmonisation", choices=["none", "jpeg90", "resize"], default="none",
+        "--harmonisation", choices=Study.Harmonisation.values, default=Study.Harmonisation.NONE,
         help="put every source image through one low-level history: JPEG quality 90, or down- and up-sampling",
     )
     parser.add_argument("--open", action="store_true", help="open the study for its readers at once")
