@@ -164,15 +164,24 @@ def parse_model_spec(features: str) -> tuple[str, dict]:
     return name.strip(), kwargs
 
 
+def known_model_spec(features: str) -> tuple[str, dict]:
+    """`parse_model_spec` of `features`, its name checked against timm's models (`TimmWeightsError` when
+    timm has no such model): the rule of the command line, the jobs and the loader alike."""
+    import timm
+
+    name, kwargs = parse_model_spec(features)
+    if not name or not timm.is_model(name.split(".")[0]):
+        raise TimmWeightsError(f"features {features!r}: {name!r} is not a timm model name (see timm.list_models())")
+    return name, kwargs
+
+
 def load_timm_extractor(features: str, *, weights_path, weights_sha256: str | None = None,
                         device: str | torch.device | None = None) -> TimmFeatures:
     """`features` is "timm:<model_name>"; the weights come from the local file only."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # defensive: pretrained=False never asks the hub anyway
     import timm
 
-    name, kwargs = parse_model_spec(features)
-    if not name or not timm.is_model(name.split(".")[0]):
-        raise TimmWeightsError(f"features {features!r}: {name!r} is not a timm model name (see timm.list_models())")
+    name, kwargs = known_model_spec(features)
     digest, verified = check_weights(name, weights_path, weights_sha256)
     try:
         net = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)

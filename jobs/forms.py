@@ -10,7 +10,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Count
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from jobs.paths import PathOutsideRoots, path_confine
 from jobs.runners import RUNNERS, Param
@@ -85,11 +85,11 @@ class SuggestionsInput(forms.TextInput):
         self.suggestions, self.list_id = suggestions, list_id
 
     def render(self, name, value, attrs=None, renderer=None):
-        options = "".join(
-            format_html('<option value="{}"></option>', re.sub(r"<[^>]*>", "", str(c))) for c in self.suggestions
-        )
-        return format_html('{}<datalist id="{}">', super().render(name, value, attrs, renderer), self.list_id) + \
-            options + "</datalist>"
+        options = format_html_join(
+            "", '<option value="{}"></option>', ((re.sub(r"<[^>]*>", "", str(c)),) for c in self.suggestions)
+        )  # safe HTML: joined as plain text, the page would show the tags instead of a list
+        return format_html('{}<datalist id="{}">{}</datalist>', super().render(name, value, attrs, renderer),
+                           self.list_id, options)
 
 
 def field_for(param: Param) -> forms.Field:

@@ -42,6 +42,8 @@ class Param:
     choices: tuple = ()
     kind: str = ""
     label: str = ""  # the form's label; default: the name in words
+    # A further check of a (coerced) value beyond `choices`: the problem in words, or None when fine.
+    check: Callable[[Any], str | None] | None = None
 
     @property
     def path_spec(self) -> tuple[str, str] | None:
@@ -72,6 +74,8 @@ class Runner:
     run: Callable[[dict, Any], dict]
     params: tuple[Param, ...] = field(default_factory=tuple)
     help: str = ""
+    # A check of the parameters together (after each alone): the problem in words, or None when fine.
+    check: Callable[[dict], str | None] | None = None
 
 
 def _coerce(param: Param, value: Any) -> Any:
@@ -117,7 +121,11 @@ def runner_validate(*, kind: str, params: dict) -> dict:
             continue
         if not p.accepts(value):
             raise RunnerError(f"{p.name}: {value!r} is not one of {', '.join(map(str, p.choices))}")
+        if p.check is not None and (problem := p.check(value)):
+            raise RunnerError(f"{p.name}: {problem}")
         params[p.name] = value
+    if runner.check is not None and (problem := runner.check(params)):
+        raise RunnerError(problem)
     return params
 
 
@@ -292,6 +300,28 @@ def run_evaluate_metrics(params: dict, reporter) -> dict:
             "interval": evaluation.get("overall", {}).get("interval"), "warnings": evaluation.get("warnings", [])}
 
 
+def timm_features_problem(features: str) -> str | None:
+    """Why a `timm:<model_name>` feature space cannot be used (timm has no such model), else None."""
+    if not features.startswith("timm:"):
+        return None
+    try:
+        from evaluation.timm_features import TimmWeightsError, known_model_spec
+    except ImportError as exc:
+        return str(_missing("timm feature spaces (evaluation.timm_features)", exc))
+    try:
+        known_model_spec(features)
+    except TimmWeightsError as exc:
+        return str(exc)
+    return None
+
+
+def _metrics_params_problem(params: dict) -> str | None:
+    if str(params.get("features", "")).startswith("timm:") and not params.get("weights"):
+        return (f"weights: features {params['features']} need the network's weights file "
+                "(choose it in the weights folder)")
+    return None
+
+
 def run_compare_generators(params: dict, reporter) -> dict:
     try:
         from evaluation.services import generator_comparison_export
@@ -431,9 +461,10 @@ RUNNERS: dict[str, Runner] = {
                   help="the generated images"),
             Param("features", default="inception", choices=(
                 "inception", "random-inception", "timm:vit_small_patch14_dinov2.lvd142m",
-                "timm:vit_base_patch14_dinov2.lvd142m", "timm:vit_large_patch16_224?init_values=1e-5"),
-                  help="random-inception is uncalibrated; a timm space needs its weights file: DINOv2 ViTs, "
-                       "or UNI's architecture (other timm models: manage.py evaluate_metrics --features timm:<name>)"),
+                "timm:vit_base_patch14_dinov2.lvd142m", "timm:vit_large_patch16_224?init_values=1e-5",
+                "timm:<model_name>"), check=timm_features_problem,
+                  help="random-inception is uncalibrated; timm:<model_name> is any timm network's embedding "
+                       "(e.g. DINOv2 ViTs, or UNI's architecture) and needs its weights file"),
             Param("weights", kind="path:weights:file", label="Weights file",
                   help="timm weights in the weights folder, checked against FILE.sha256 beside it"),
             Param("bootstrap", int, help="bootstrap resamples for intervals and FID-infinity (default 0: none; 200 usual)"),
@@ -442,6 +473,7 @@ RUNNERS: dict[str, Runner] = {
             Param("batch_size", int, help="images per batch of the feature extractor"),
             _SEED,
         ),
+        check=_metrics_params_problem,
     ),
     Job.Kind.COMPARE_GENERATORS: Runner(
         Job.Kind.COMPARE_GENERATORS, run_compare_generators,

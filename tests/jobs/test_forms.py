@@ -56,6 +56,36 @@ def test_choices_with_a_placeholder_accept_any_name_after_the_prefix():
 
 
 @pytest.mark.django_db
+def test_metrics_form_takes_any_timm_model_with_a_weights_file_from_the_weights_folder(
+        staff_client, roots, monkeypatch, django_capture_on_commit_callbacks):
+    weights = roots.parent / "weights" / "resnet18.pth"
+    weights.parent.mkdir()
+    weights.write_bytes(b"x")
+    real, fake = make_image_set(kind="real", name="r"), make_image_set(kind="synthetic", name="f")
+    kind = Job.Kind.EVALUATE_METRICS
+    calls = []
+    monkeypatch.setitem(RUNNERS, kind, Runner(kind, lambda p, r: calls.append(p) or {}, params=RUNNERS[kind].params,
+                                              check=RUNNERS[kind].check))
+    url = reverse("admin:jobs_job_launch_kind", args=[kind])
+    page = staff_client.get(url).content.decode()
+    assert 'list="choices-features"' in page and '<option value="timm:">' in page  # free text after timm:
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(url, {"real": "r", "fake": "f", "features": "timm:resnet18",
+                                           "weights": str(weights)})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert calls[0]["features"] == "timm:resnet18" and calls[0]["weights"] == str(weights.resolve())
+    unknown = staff_client.post(url, {"real": "r", "fake": "f", "features": "timm:resnet_nonsense",
+                                      "weights": str(weights)}).content.decode()
+    assert "features: features &#x27;timm:resnet_nonsense&#x27;: &#x27;resnet_nonsense&#x27; is not a timm model " \
+           "name" in unknown
+    no_weights = staff_client.post(url, {"real": "r", "fake": "f", "features": "timm:resnet18"}).content.decode()
+    assert "weights: features timm:resnet18 need the network&#x27;s weights file" in no_weights
+    assert len(calls) == 1 and Job.objects.count() == 1
+    with pytest.raises(RunnerError, match="features: .*'vit_nothing' is not a timm model name"):
+        runner_validate(kind=kind, params={"real": "r", "fake": "f", "features": "timm:vit_nothing", "weights": "w"})
+
+
+@pytest.mark.django_db
 def test_generate_form_offers_sampler_choices_and_a_path_browser(staff_client, roots):
     page = staff_client.get(reverse("admin:jobs_job_launch_kind", args=[Job.Kind.GENERATE_IMAGES])).content.decode()
     assert '<select name="sampler"' in page and '<option value="dpmsolver++">' in page
