@@ -100,6 +100,14 @@ def summary_fingerprint(*, study: Study) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
+def summary_cache_key(*, study: Study, what: str, **settings) -> str:
+    """The cache key of one of the study's cached results (`what`: results, planning, plot) made with
+    `settings`: valid until the next answer (`summary_fingerprint`). The variable part is hashed, so the
+    key has no spaces or other characters memcached refuses and stays far under its 250 characters."""
+    variable = f"{summary_fingerprint(study=study)}|{sorted(settings.items())!r}"
+    return f"readerstudy:{what}:{study.pk}:{hashlib.sha256(variable.encode()).hexdigest()[:40]}"
+
+
 def study_summary(
     *, study: Study, interval: str = "wilson", n_bootstrap: int = 1000, seed: int = 0, exclude_quick: bool = False,
 ) -> dict[str, pd.DataFrame]:
@@ -110,8 +118,8 @@ def study_summary(
     margin; `exclude_quick` leaves out answers faster than `stats.QUICK_SECONDS` (recorded in `meta`).
     """
     margin = float(study.equivalence_margin)
-    key = (f"readerstudy:results:{study.pk}:{summary_fingerprint(study=study)}:{interval}:{n_bootstrap}:{seed}:"
-           f"{margin!r}:{int(exclude_quick)}")
+    key = summary_cache_key(study=study, what="results", interval=interval, n_bootstrap=n_bootstrap, seed=seed,
+                            margin=margin, exclude_quick=exclude_quick)
     tables = cache.get(key)
     if tables is None:
         responses = study_responses_frame(study=study, timestamps=False)
@@ -137,8 +145,8 @@ def study_planning(*, study: Study, exclude_quick: bool = False) -> pd.DataFrame
     0.05 between two generators; equivalence to chance within the study's margin), for
     `PLANNING_READERS`. Cached like the summary; seconds to compute the first time."""
     margin = float(study.equivalence_margin)
-    key = (f"readerstudy:planning:{study.pk}:{summary_fingerprint(study=study)}:{margin!r}:{int(exclude_quick)}:"
-           f"{PLANNING_READERS}")
+    key = summary_cache_key(study=study, what="planning", margin=margin, exclude_quick=exclude_quick,
+                            readers=PLANNING_READERS)
     table = cache.get(key)
     if table is None:
         # The page's own summary (same defaults), so the framed planning section finds it cached.

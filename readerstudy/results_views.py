@@ -153,8 +153,8 @@ def results_plot(request: HttpRequest, study_id: int, name: str, fmt: str) -> Ht
     if name not in plots.PLOTS or fmt not in plots.FORMATS:
         raise Http404("no such plot")
     interval, exclude_quick = _interval(request), _exclude_quick(request)
-    key = (f"readerstudy:plot:{study.pk}:{results_selectors.summary_fingerprint(study=study)}:{interval}:"
-           f"{int(exclude_quick)}:{study.equivalence_margin!r}:{name}:{fmt}")
+    key = results_selectors.summary_cache_key(study=study, what="plot", interval=interval, exclude_quick=exclude_quick,
+                                              margin=float(study.equivalence_margin), name=name, fmt=fmt)
     data = cache.get(key)
     if data is None:
         tables = results_selectors.study_summary(study=study, interval=interval, exclude_quick=exclude_quick)

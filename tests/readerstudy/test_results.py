@@ -1,9 +1,12 @@
 """The results page, its plots, the results API and the selectors behind them."""
 import datetime as dt
 import json
+import warnings
 
 import numpy as np
 import pytest
+from django.core.cache import cache
+from django.core.cache.backends.base import CacheKeyWarning, memcache_key_warnings
 from django.utils import timezone
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.proportion import proportion_confint
@@ -341,3 +344,18 @@ def test_gallery_groups_split_the_synthetic_images_and_skip_undoubted_real_ones(
     assert [i["item"] for i in least["images"]] == [4, 1]
     assert [i["item"] for i in real["images"]] == [7]  # item 6 was never called synthetic
     assert real["images"][0]["caption"] == "called synthetic 75%" and most["images"][0]["caption"] == "called real 100%"
+
+
+@pytest.mark.django_db
+def test_cached_results_have_keys_memcached_accepts(client, study, monkeypatch):
+    monkeypatch.setattr(results_selectors, "PLANNING_READERS", (6, 12))  # a tuple: spaces in its text
+    keys = []
+    get = cache.get
+    monkeypatch.setattr(cache, "get", lambda key, *args, **kwargs: keys.append(key) or get(key, *args, **kwargs))
+    login(client, make_user(staff=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheKeyWarning)  # what Django says of a key memcached would refuse
+        results_selectors.study_planning(study=study)
+        assert client.get(f"/results/{study.pk}/plots/forest.svg").status_code == 200
+    assert {key.split(":")[1] for key in keys} >= {"results", "planning", "plot"}
+    assert all(list(memcache_key_warnings(key)) == [] for key in keys)
