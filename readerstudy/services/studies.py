@@ -143,30 +143,35 @@ def study_reader_order(*, study: Study, seed: int) -> list[int]:
 
 
 def study_assign_readers(*, study: Study, users: Sequence[AbstractBaseUser]) -> list[StudyReader]:
-    """Assign `users` to `study`, each with an own random order; already-assigned users keep theirs."""
+    """Assign `users` to `study`, each with an own random order; already-assigned users keep theirs.
+
+    All or nothing: when one user cannot be assigned, none of this call's assignments is kept (a
+    list of readers given in the admin or a job is either done or to be given again as it was)."""
     assignments = []
-    for user in users:
-        existing = StudyReader.objects.filter(study=study, user=user).first()
-        if existing:
-            assignments.append(existing)
-            continue
-        for _ in range(5):
-            try:
-                with transaction.atomic():
-                    n = _next_pseudonym_number(study=study)
-                    assignment = StudyReader.objects.create(
-                        study=study,
-                        user=user,
-                        pseudonym=f"R{n:02d}",
-                        item_order=study_reader_order(study=study, seed=hash((study.seed, user.pk)) & 0xFFFFFFFF),
-                    )
-                break
-            except IntegrityError:  # a concurrent assignment took the pseudonym; take the next
+    with transaction.atomic():
+        for user in users:
+            existing = StudyReader.objects.filter(study=study, user=user).first()
+            if existing:
+                assignments.append(existing)
                 continue
-        else:
-            raise StudyError(f"could not assign {user} to {study}")
-        assignments.append(assignment)
+            assignments.append(_reader_assignment_create(study=study, user=user))
     return assignments
+
+
+def _reader_assignment_create(*, study: Study, user: AbstractBaseUser) -> StudyReader:
+    for _ in range(5):
+        try:
+            with transaction.atomic():  # a savepoint: a taken pseudonym undoes this insert only
+                n = _next_pseudonym_number(study=study)
+                return StudyReader.objects.create(
+                    study=study,
+                    user=user,
+                    pseudonym=f"R{n:02d}",
+                    item_order=study_reader_order(study=study, seed=hash((study.seed, user.pk)) & 0xFFFFFFFF),
+                )
+        except IntegrityError:  # a concurrent assignment took the pseudonym; take the next
+            continue
+    raise StudyError(f"could not assign {user} to {study}")
 
 
 def _next_pseudonym_number(*, study: Study) -> int:

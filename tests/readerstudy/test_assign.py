@@ -56,3 +56,19 @@ def test_assign_readers_command():
         call_command("assign_readers", "Nope", "carol")
     call_command("assign_readers", str(study.pk), "carol", stdout=io.StringIO())  # by id, idempotent
     assert study.assignments.count() == 2
+
+
+@pytest.mark.django_db
+def test_assigning_a_group_is_all_or_nothing(monkeypatch):
+    from readerstudy.services import studies
+    from readerstudy.services.studies import StudyError
+
+    study = make_study()
+    first, second = make_user("first"), make_user("second")
+    # Every pseudonym number comes out as R01: the second reader can never be given one.
+    monkeypatch.setattr(studies, "_next_pseudonym_number", lambda *, study: 1)
+    with pytest.raises(StudyError, match="could not assign second"):
+        study_assign_readers(study=study, users=[first, second])
+    assert not StudyReader.objects.filter(study=study).exists()  # the first one is not kept either
+    monkeypatch.undo()
+    assert [a.pseudonym for a in study_assign_readers(study=study, users=[first, second])] == ["R01", "R02"]
