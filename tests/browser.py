@@ -3,6 +3,8 @@ helpers they share: a fresh browser context per user, page errors collected, the
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.db import connections
+
 from tests.conftest import require_service
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -26,6 +28,11 @@ def chromium():
             yield browser
         finally:
             browser.close()
+            # While Playwright runs, its event loop makes asgiref's Local (Django's connections) a context
+            # variable: the test's own queries in here got a connection of their own. Closed here, still
+            # inside, or it outlives the test and PostgreSQL refuses to drop the test database ("is being
+            # accessed by other users").
+            connections.close_all()
 
 
 def _console_error(msg) -> bool:

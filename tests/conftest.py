@@ -1,5 +1,6 @@
 """Shared fixtures: every test writes media under its own temporary folder."""
 import os
+import threading
 
 import pytest
 
@@ -20,6 +21,13 @@ def _jobs_inline(settings):
     # Jobs run inside the call that queued them, so a test sees the outcome; the background thread is
     # tested on its own (tests/jobs/test_lifecycle.py).
     settings.JOBS_EAGER_IN_THREAD = False
+    yield
+    # A test that turned the background thread on may end while the thread is closing its database
+    # connection (jobs.services names it "job-<pk>"): wait, so that no connection outlives the test and
+    # PostgreSQL can drop the test database.
+    for thread in threading.enumerate():
+        if thread.name.startswith("job-") and thread is not threading.current_thread():
+            thread.join(timeout=30)
 
 
 @pytest.fixture(autouse=True)
