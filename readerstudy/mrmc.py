@@ -178,16 +178,27 @@ def complete_ratings(
         raise ValueError(f"min_share must be between 0 and 1; got {min_share!r}")
     if len(ratings) == 0:
         return ratings, []
-    per_reader = ratings.groupby("reader", observed=True, sort=False).size()
-    waiting = per_reader.to_numpy() < min_share * per_reader.max()
-    kept = ratings[ratings["reader"].isin(per_reader.index[~waiting])]
-    readers_per_case = kept.groupby(["test", "case"], observed=True, sort=False)["reader"].nunique()
-    readers_per_test = kept.groupby("test", observed=True, sort=False)["reader"].nunique()
-    needed = readers_per_test.reindex(readers_per_case.index.get_level_values("test")).to_numpy()
-    short = readers_per_case.index[readers_per_case.to_numpy() < needed]
-    if len(short):
-        kept = kept[~pd.MultiIndex.from_frame(kept[["test", "case"]]).isin(short)]
-    return kept, list(per_reader.index[waiting]) + list(short)
+    # Integer codes throughout: a running study's 10^5 ratings are trimmed on every results page.
+    reader, readers = pd.factorize(ratings["reader"], sort=True)
+    per_reader = np.bincount(reader, minlength=len(readers))
+    waiting = per_reader < min_share * per_reader.max()
+    kept = ratings[~waiting[reader]]
+    test, tests = pd.factorize(kept["test"], sort=True)
+    case, cases = pd.factorize(kept["case"], sort=True)
+    reader = reader[~waiting[reader]]
+    n_c = len(cases)
+    test_case = test.astype(np.int64) * n_c + case
+    rated = np.zeros((len(tests) * n_c, len(readers)), dtype=bool)  # who rated what (a rating twice: once)
+    rated[test_case, reader] = True
+    read_test = np.zeros((len(tests), len(readers)), dtype=bool)
+    read_test[test, reader] = True
+    readers_per_test_case = rated.sum(axis=1)
+    short = (readers_per_test_case > 0) & (readers_per_test_case < np.repeat(read_test.sum(axis=1), n_c))
+    if short.any():
+        kept = kept[~short[test_case]]
+    t, c = np.divmod(np.flatnonzero(short), n_c)
+    left_out = list(zip(np.asarray(tests, dtype=object)[t].tolist(), np.asarray(cases, dtype=object)[c].tolist()))
+    return kept, np.asarray(readers, dtype=object)[waiting].tolist() + left_out
 
 
 def unfinished_rule(min_share: float = WAITING_SHARE) -> str:

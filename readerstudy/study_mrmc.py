@@ -81,7 +81,7 @@ def complete_block(ratings: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     test: the whole study). Returns (ratings, how many readers wait and images are left out)."""
     if len(ratings) == 0:
         return ratings, {"readers_waiting": 0, "images_left_out": 0}
-    whole_study = ratings.assign(test=pd.Categorical([ALL] * len(ratings)))
+    whole_study = ratings.assign(test=pd.Categorical.from_codes(np.zeros(len(ratings), dtype=np.int8), [ALL]))
     block, left_out = mrmc_core.complete_ratings(whole_study, min_share=mrmc_core.WAITING_SHARE)
     n_waiting = sum(1 for item in left_out if not isinstance(item, tuple))
     return block.drop(columns="test").reset_index(drop=True), {
