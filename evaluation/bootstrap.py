@@ -6,25 +6,55 @@ every metric is recomputed from the feature matrices already extracted, weighted
 Nothing is re-extracted, and no resample builds a resampled copy of the features:
 
 - Frechet distances (FID, sFID): the resampled mean and covariance come from the counts: the Gram
-  of the centred features is one symmetric rank-k product over the ~63% of images drawn, each
-  weighted by sqrt(count) (a subset that keeps most images instead corrects the full Gram, computed
-  once, by the rows it drops). The trace term tr((S1 S2)^1/2) then uses the exact forms of
-  `metrics.frechet_distance`: the eigenvalues of the symmetric L^T S2 L of a Cholesky factor (in
-  float32 for float32 features), or while a resample has fewer distinct images than features those
-  of the r x r product of its weighted-row factors (r distinct images); never a general matrix
-  square root, never a copy of the resampled features.
-- Precision/recall and density/coverage: the k-NN radii are those of the full sets (a resampled
-  duplicate would otherwise be its own nearest neighbour at distance 0 and shrink every ball), and
-  which fake lies in which ball is recorded once as sparse matrices. Each resample is then two sparse
-  products: "is it in a ball of an image drawn at least once" and "how many such balls".
-- KID: the unbiased all-pairs MMD^2 with the polynomial kernel, written with counts as
-  (w'Kw - w.diag K) / (m(m-1)) per set and w_x'K_xy w_y / (mn) across; the kernel is computed once,
-  in blocks, and multiplied by all resamples' counts together. (The reported KID is the mean over
-  random subsets, which estimates the same MMD^2; its interval is that of the all-pairs estimator.)
+  of the centred features is one symmetric rank-k update (BLAS syrk, one triangle) over the ~63% of
+  images drawn, each weighted by sqrt(count) (or, when fewer rows, the full Gram, computed once,
+  corrected by the dropped and repeated rows). The trace term tr((S1 S2)^1/2) is then the sum of
+  the square roots of the eigenvalues of the symmetric L^T S2 L, L the Cholesky factor of S1 (LAPACK
+  potrf, then sygst, which forms L^T S2 L in half the flops of two matrix products, then eigvalsh;
+  all on one triangle, in place, in the features' precision: float32 for Inception's, relative
+  error ~3e-5 on the benchmark's FID at 4,000 images against float64, as before these changes);
+  while a resample has at most as many distinct images as features, the r x r product of its
+  weighted-row factors instead. Never a general matrix square root, never a resampled copy.
+- FID-infinity: the real set is the same at every subset size, so its Cholesky factor is computed
+  once, and the nested subsets' Grams grow by the rows added; float64 (the small subsets have fewer
+  images than features, and float32 rounding of their null space adds sqrt-amplified noise).
+- Precision/recall, density/coverage and KID share one float64 pass over each of real x real,
+  generated x generated and generated x real dot products, in blocks (`pairwise_resample_metrics`):
+  each block gives both the squared distances and the kernel. The k-NN radii are those of the full
+  sets (a resampled duplicate would otherwise be its own nearest neighbour at distance 0 and shrink
+  every ball), and which fake lies in which ball is recorded once as sparse matrices; each resample
+  is then two sparse products: "is it in a ball of an image drawn at least once" and "how many such
+  balls". KID is the unbiased all-pairs MMD^2 with the polynomial kernel, written with counts as
+  (w'Kw - w.diag K) / (m(m-1)) per set and w_x'K_xy w_y / (mn) across, each kernel block multiplied
+  by all resamples' counts together. (The reported KID is the mean over random subsets, which
+  estimates the same MMD^2; its interval is that of the all-pairs estimator.)
 
 Intervals are percentile intervals (Efron's) at `level`. `fid_infinity` is Chong and Forsyth's
 (2020) FID-infinity: FID of nested random subsets of the generated images at several sizes N,
 a least-squares line in 1/N, its value at 1/N = 0.
+
+Lower bound of the exact FID and sFID bootstrap, and why issue 16's target (10,000 vs 10,000, 200
+resamples, under 3 minutes) is blocked on the 2-core dev machine. Per resample and per metric:
+
+- Grams: each set's resampled covariance depends on every image drawn at least once, on average
+  r = n (1 - (1 - 1/n)^n) = 6,321 of 10,000. Corrections of any fixed precomputed Gram must touch
+  every row whose count differs from the fixed weight, and no count value is taken by more than
+  e^-1 = 37% of rows, so at least 63% of the rows enter a symmetric rank-k update: r d (d + 1) flops
+  per set (syrk counts one triangle). Both sets: 5.31e10 flops (FID, d = 2048), 5.18e10 (sFID,
+  d = 2023). (Sharing a partial Gram between two resamples, over the rows where both draw the same
+  non-zero count, saves at most 14%.)
+- Eigenvalues: Cholesky d^3/3, sygst d^3, reduction to tridiagonal form 4d^3/3 (the O(d^2)
+  tridiagonal eigenvalues aside): 8d^3/3 = 2.29e10 flops (FID), 2.21e10 (sFID). LAPACK has no
+  cheaper direct method; an iterative square root (Newton-Schulz) costs several 2d^3 products.
+
+That is 1.50e11 flops per resample, 3.0e13 for 200, of which the Grams 2.1e13. The machine's float32
+peak, measured as sgemm: 66 GFLOP/s on one core (2,048^3 in 0.26 s, `OPENBLAS_NUM_THREADS=1`), at
+most 132 GFLOP/s on both (115 GFLOP/s measured quiet with 2 threads). At 132 GFLOP/s the Grams
+alone take 159 s and the eigenvalue work 68 s: 227 s > 180 s before any other metric, at a peak
+that the memory-bound half of the tridiagonal reduction never reaches (measured: about 0.85 s per
+resample and metric when quiet, ~340 s for FID and sFID). The target is met on a GPU, or with more
+cores; on 2 cores only by changing what is resampled (holding the real statistics fixed would halve
+the Gram work and share the Cholesky factor) or resampling less, which is the issue owner's choice.
 """
 from __future__ import annotations
 
@@ -182,7 +212,7 @@ def frechet_from_factor(mu1, factor1: np.ndarray, trace1: float, mu2, sigma2_low
 
 def weighted_frechet_distance(real: WeightedMoments, fake: WeightedMoments, real_counts, fake_counts) -> float:
     """FD between the count-weighted real and generated features, exactly (see the module docstring)."""
-    if np.count_nonzero(real_counts) >= real.dim and np.count_nonzero(fake_counts) >= fake.dim:
+    if np.count_nonzero(real_counts) > real.dim and np.count_nonzero(fake_counts) > fake.dim:
         mu1, s1 = real.covariance_lower(real_counts)
         mu2, s2 = fake.covariance_lower(fake_counts)
         if s1.dtype != s2.dtype:
@@ -195,7 +225,7 @@ def weighted_frechet_distance(real: WeightedMoments, fake: WeightedMoments, real
         return M.frechet_distance(*real.moments(real_counts), *fake.moments(fake_counts))
     stats = []
     for moments, counts in ((real, real_counts), (fake, fake_counts)):
-        if np.count_nonzero(counts) < moments.dim:
+        if np.count_nonzero(counts) <= moments.dim:  # r images: a covariance of rank r - 1 at most
             mu, f = moments.factor(counts)
             stats.append((mu, None, f))
         else:
@@ -237,7 +267,7 @@ def fid_infinity(
     real_total, real_offset = real._offset(ones)
     s1 = _covariance_from_gram(blas.dsyrk(1.0, real.centred.T.astype(np.float64), lower=1), real_offset, real_total)
     trace1 = float(np.trace(s1))
-    factor = cholesky_lower(s1, overwrite=True)
+    factor = cholesky_lower(s1, overwrite=True) if real.n > real.dim else None
     fids = []
     if factor is None:  # not positive definite (fewer real images than features): a full FD per size
         for size in sizes:
