@@ -161,3 +161,53 @@ def test_float32_features_take_the_float32_path_within_its_precision():
     keep[::7] = 0
     mu, sigma = B.WeightedMoments(x).moments(keep)
     np.testing.assert_allclose(sigma, np.cov(x[keep == 1], rowvar=False), atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype,rel", [(np.float64, 1e-8), (np.float32, 1e-5)])
+def test_fid_infinity_fids_equal_the_fid_of_each_nested_subset(dtype, rel):
+    # The real set is factored once and the nested subsets' Grams grow by the rows added; the first
+    # sizes have fewer images than features (a singular subset covariance), the last all of them.
+    rng = np.random.default_rng(14)
+    x, y = _gaussian_sets(rng, 200, 100, 30)
+    r, f = B.WeightedMoments(x.astype(dtype)), B.WeightedMoments(y.astype(dtype))
+    fit = B.fid_infinity(r, f, points=6, smallest=20, seed=3)
+    order = np.random.default_rng(3).permutation(100)  # the documented nested subsets: a seeded permutation
+    assert fit["sizes"][0] < 30 < fit["sizes"][-1] == 100
+    for size, fid in zip(fit["sizes"], fit["fids"]):
+        sub = y[order[:size]]
+        expected = M.frechet_distance(x.mean(0), np.cov(x, rowvar=False), sub.mean(0), np.cov(sub, rowvar=False))
+        assert fid == pytest.approx(expected, rel=rel)
+
+
+def test_fid_infinity_with_fewer_real_images_than_features_falls_back_to_one_fd_per_size():
+    rng = np.random.default_rng(15)
+    x, y = _gaussian_sets(rng, 20, 60, 30)
+    fit = B.fid_infinity(B.WeightedMoments(x), B.WeightedMoments(y), points=3, seed=1)
+    order = np.random.default_rng(1).permutation(60)
+    for size, fid in zip(fit["sizes"], fit["fids"]):
+        assert fid == pytest.approx(_explicit_fid(x, y[order[:size]]), rel=1e-6)
+
+
+def test_a_constant_feature_falls_back_to_the_eigen_decomposition_and_stays_exact():
+    # A dead (constant) feature makes both covariances singular: no Cholesky factor exists.
+    rng = np.random.default_rng(16)
+    x, y = _gaussian_sets(rng, 150, 120, 6)
+    x[:, 2], y[:, 2] = 1.0, 1.0
+    wx, wy = B.resample_counts(150, 2, rng), B.resample_counts(120, 2, rng)
+    r, f = B.WeightedMoments(x), B.WeightedMoments(y)
+    for b in range(2):
+        a, c = np.repeat(x, wx[b], axis=0), np.repeat(y, wy[b], axis=0)
+        expected = M.frechet_distance(a.mean(0), np.cov(a, rowvar=False), c.mean(0), np.cov(c, rowvar=False))
+        assert B.weighted_frechet_distance(r, f, wx[b], wy[b]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_one_shared_pass_gives_the_same_manifold_metrics_and_kid_as_separate_passes():
+    # The kernel is taken in place from the same dot products the distances come from.
+    rng = np.random.default_rng(17)
+    x, y = _gaussian_sets(rng, 45, 35, 5)
+    wx, wy = B.resample_counts(45, 3, rng), B.resample_counts(35, 3, rng)
+    both = B.pairwise_resample_metrics(x, y, wx, wy, block=8)
+    manifold = B.manifold_metrics(B.balls(x, y, block=16), wx, wy)
+    for key in ("precision", "recall", "density", "coverage"):
+        np.testing.assert_array_equal(both[key], manifold[key])
+    np.testing.assert_allclose(both["kid_mean"], B.kid_all_pairs(x, y, wx, wy, block=13), rtol=1e-12)
