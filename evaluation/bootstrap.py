@@ -334,26 +334,38 @@ def _distances(products: np.ndarray, a_norms: np.ndarray, b_norms: np.ndarray) -
     return np.maximum(a_norms[:, None] - 2.0 * products + b_norms[None, :], 0.0)
 
 
+def _smallest(values: np.ndarray, count: int) -> np.ndarray:
+    """The `count` smallest entries of each row (unordered), or all of them when a row has fewer."""
+    return values if values.shape[1] <= count else np.partition(values, count - 1, axis=1)[:, :count]
+
+
 def _self_pass(x: np.ndarray, ks: tuple[int, ...], counts: np.ndarray | None, kernel: _Kernel | None, block: int):
-    """One pass over x x^T: the distance of each row to its k-th nearest other row for each k in `ks`
-    (as `metrics.kth_neighbour_distances`), and for each resample the kernel sum w'Kw - w.diag K."""
+    """One pass over the upper block triangle of x x^T (x x^T is symmetric: half the products): the
+    distance of each row to its k-th nearest other row for each k in `ks` (as
+    `metrics.kth_neighbour_distances`: position 0 is the row itself), and for each resample the kernel
+    sum w'Kw - w.diag K. Each block row [start, stop) x [start, n) serves its own rows and, transposed,
+    the rows after it; each row keeps its max(ks) + 1 smallest distances seen so far."""
+    n = len(x)
     norms = np.einsum("ij,ij->i", x, x)
-    kth = np.empty((len(ks), len(x)))
+    keep = max(ks) + 1 if ks else 0
+    nearest = np.full((n, keep), np.inf)
     sums = np.zeros(len(counts)) if kernel is not None else None
-    for start, p in _products(x, x, block):
-        stop = start + len(p)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        p = x[start:stop] @ x[start:].T
         if ks:
-            d = _distances(p, norms[start:stop], norms)
-            # Partition once at the largest k; the smaller k's neighbours are among those before it.
-            top = np.partition(d, max(ks), axis=1)[:, : max(ks) + 1]
+            d = _distances(p, norms[start:stop], norms[start:])
+            for rows, values in ((slice(start, stop), d), (slice(stop, n), d[:, stop - start :].T)):
+                if values.size:
+                    nearest[rows] = _smallest(np.concatenate([nearest[rows], _smallest(values, keep)], axis=1), keep)
             del d
-            for i, k in enumerate(ks):
-                kth[i, start:stop] = top[:, k] if k == max(ks) else np.partition(top, k, axis=1)[:, k]
         if kernel is not None:
             k = kernel.of(p)
             w = counts[:, start:stop]
-            sums += np.einsum("bi,ib->b", w, k @ counts.T)
-            sums -= w @ k[np.arange(stop - start), np.arange(start, stop)]
+            diagonal = k[:, : stop - start]
+            sums += np.einsum("bi,ib->b", w, diagonal @ w.T) - w @ np.diagonal(diagonal)
+            sums += 2.0 * np.einsum("bi,ib->b", w, k[:, stop - start :] @ counts[:, stop:].T)
+    kth = np.sort(nearest, axis=1)[:, list(ks)].T if ks else np.empty((0, n))
     return np.sqrt(kth), sums
 
 
