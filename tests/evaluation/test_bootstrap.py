@@ -163,7 +163,7 @@ def test_float32_features_take_the_float32_path_within_its_precision():
     np.testing.assert_allclose(sigma, np.cov(x[keep == 1], rowvar=False), atol=1e-10)
 
 
-@pytest.mark.parametrize("dtype,rel", [(np.float64, 1e-8), (np.float32, 1e-5)])
+@pytest.mark.parametrize("dtype,rel", [(np.float64, 1e-8), (np.float32, 1e-4)])  # float32: as the resamples
 def test_fid_infinity_fids_equal_the_fid_of_each_nested_subset(dtype, rel):
     # The real set is factored once and the nested subsets' Grams grow by the rows added; the first
     # sizes have fewer images than features (a singular subset covariance), the last all of them.
