@@ -58,8 +58,8 @@ def main() -> None:
     if out["fid_inf"] is not None:
         print(f"FID-infinity {out['fid_inf']:.5g}")
     print(f"{args.n} vs {args.n}, {args.resamples} resamples, {','.join(metrics)}:")
-    for part, seconds in timings.items():
-        print(f"  {part:65s} {seconds:7.1f} s")
+    for part, (seconds, cpu_seconds) in timings.items():
+        print(f"  {part:65s} {seconds:7.1f} s (CPU {cpu_seconds:.1f} s)")
     print(f"  {'total':65s} {total:7.1f} s (process CPU {total_cpu:.1f} s; load average {load:.1f} at start, "
           f"{os.getloadavg()[0]:.1f} at end)")
 
