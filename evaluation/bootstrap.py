@@ -1,8 +1,9 @@
 """Uncertainty of the metrics: seeded bootstrap intervals that resample images, and FID-infinity.
 
-Pure numpy and scipy, no torch, no Django. Every interval comes from the same resamples: each resample
-draws, for each set, how many times each image is taken (multinomial counts, `resample_counts`), and
-every metric is recomputed from the feature matrices already extracted, weighted by those counts.
+Pure numpy and scipy, no Django (torch only inside `frechet_resamples_torch`, when a device is asked
+for). Every interval comes from the same resamples: each resample draws, for each set, how many
+times each image is taken (multinomial counts, `resample_counts`), and every metric is recomputed
+from the feature matrices already extracted, weighted by those counts.
 Nothing is re-extracted, and no resample builds a resampled copy of the features:
 
 - Frechet distances (FID, sFID): the resampled mean and covariance come from the counts: the Gram
@@ -252,6 +253,48 @@ def weighted_frechet_distance(real: WeightedMoments, fake: WeightedMoments, real
     return M.frechet_distance(mu1, s1, mu2, s2, factor1=f1, factor2=f2)
 
 
+def frechet_resamples_torch(real, fake, real_counts, fake_counts, *, device: str,
+                            on_resample: Callable[[int], bool | None] | None = None) -> np.ndarray:
+    """The FD of every resample (rows of the count matrices) with torch on `device` (a CUDA GPU), float64
+    throughout: the drawn rows' Gram, the Cholesky factor L of S1, the eigenvalues of L^T S2 L (where
+    S1 has no Cholesky factor, L = V sqrt(max(lambda, 0)) from its eigen-decomposition, as in
+    `metrics.frechet_distance`; exact for any rank of either side). torch is imported only here: the
+    rest of the module, and the default CPU path, stay numpy and scipy. `on_resample(b)` after each;
+    False stops (raises `BootstrapStopped`)."""
+    import torch
+
+    dev = torch.device(device)
+    sets = []
+    for features, counts in ((real, real_counts), (fake, fake_counts)):
+        x = torch.as_tensor(np.asarray(features), device=dev).to(torch.float64)
+        mean = x.mean(dim=0)
+        sets.append((x - mean, mean, torch.as_tensor(np.atleast_2d(counts), device=dev).to(torch.float64)))
+
+    def moments(centred, mean, w):
+        total = w.sum()
+        offset = (w @ centred) / total
+        drawn = torch.nonzero(w).squeeze(1)
+        rows = centred[drawn] * w[drawn].sqrt()[:, None]
+        sigma = (rows.T @ rows - total * torch.outer(offset, offset)) / (total - 1)
+        return mean + offset, (sigma + sigma.T) / 2
+
+    values = np.empty(len(sets[0][2]))
+    for b in range(len(values)):
+        mu1, s1 = moments(sets[0][0], sets[0][1], sets[0][2][b])
+        mu2, s2 = moments(sets[1][0], sets[1][1], sets[1][2][b])
+        lower, info = torch.linalg.cholesky_ex(s1)
+        if int(info) != 0:
+            eigenvalues, vectors = torch.linalg.eigh(s1)
+            lower = vectors * eigenvalues.clamp(min=0).sqrt()
+        middle = lower.T @ s2 @ lower
+        tr_covmean = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+        diff = mu1 - mu2
+        values[b] = float(diff @ diff + torch.trace(s1) + torch.trace(s2) - 2.0 * tr_covmean)
+        if on_resample is not None and on_resample(b) is False:
+            raise BootstrapStopped(f"stopped after {b + 1} resamples")
+    return values
+
+
 def fid_infinity(
     real: WeightedMoments, fake: WeightedMoments, *, points: int = 15, smallest: int | None = None, seed: int = 0,
 ) -> dict:
@@ -490,6 +533,7 @@ def bootstrap_metrics(
     real_pool, fake_pool, *, real_spatial=None, fake_spatial=None, metrics=("fid", "sfid", "pr", "dc", "kid"),
     spec: BootstrapSpec = BootstrapSpec(), block: int = M.DISTANCE_BLOCK,
     on_resample: Callable[[int, int], bool | None] | None = None, timings: dict | None = None,
+    device: str | None = None,
 ) -> dict:
     """Percentile intervals of FID, sFID, precision, recall, density, coverage and KID, and FID-infinity.
 
@@ -498,6 +542,8 @@ def bootstrap_metrics(
     `intervals` are those of `evaluate.METRIC_KEYS` (`kid_mean` for KID). `on_resample(done, total)`
     is called after each Frechet resample; returning False stops (raises `BootstrapStopped`). A
     `timings` dict receives (wall, process CPU) seconds of each part (the benchmark's breakdown).
+    `device` (a torch device, "cuda"): the FID and sFID resamples run there (`frechet_resamples_torch`);
+    the default, None, is the numpy and scipy path.
     """
     timings = {} if timings is None else timings
     n_real, n_fake = len(real_pool), len(fake_pool)
@@ -516,12 +562,20 @@ def bootstrap_metrics(
     for key, real, fake in frechet:
         t0 = _clock()
         r, f = WeightedMoments(real), WeightedMoments(fake)
-        values = np.empty(spec.resamples)
-        for b in range(spec.resamples):
-            values[b] = weighted_frechet_distance(r, f, real_counts[b], fake_counts[b])
-            done += 1
-            if on_resample is not None and on_resample(done, total) is False:
-                raise BootstrapStopped(f"stopped after {done} of {total} resamples")
+        offset = done
+
+        def step(b: int) -> bool | None:
+            return None if on_resample is None else on_resample(offset + b + 1, total)
+
+        if device is not None:
+            values = frechet_resamples_torch(real, fake, real_counts, fake_counts, device=device, on_resample=step)
+        else:
+            values = np.empty(spec.resamples)
+            for b in range(spec.resamples):
+                values[b] = weighted_frechet_distance(r, f, real_counts[b], fake_counts[b])
+                if step(b) is False:
+                    raise BootstrapStopped(f"stopped after {offset + b + 1} of {total} resamples")
+        done += spec.resamples
         samples[key] = values
         timings[f"{key} resamples"] = _since(t0)
         if key == "fid" and n_fake >= 10:

@@ -211,3 +211,31 @@ def test_one_shared_pass_gives_the_same_manifold_metrics_and_kid_as_separate_pas
     for key in ("precision", "recall", "density", "coverage"):
         np.testing.assert_array_equal(both[key], manifold[key])
     np.testing.assert_allclose(both["kid_mean"], B.kid_all_pairs(x, y, wx, wy, block=13), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_real,n_fake,d,dead", [(120, 90, 8, False), (60, 20, 30, False), (150, 120, 6, True)])
+def test_the_torch_path_gives_the_numpy_path_s_frechet_distances(n_real, n_fake, d, dead):
+    # On the CPU here; on a GPU with device="cuda". Full covariances, fewer images than features, a dead feature.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(n_real + d)
+    x, y = _gaussian_sets(rng, n_real, n_fake, d)
+    if dead:
+        x[:, 1], y[:, 1] = 2.0, 2.0
+    wx, wy = B.resample_counts(n_real, 3, rng), B.resample_counts(n_fake, 3, rng)
+    seen = []
+    got = B.frechet_resamples_torch(x, y, wx, wy, device="cpu", on_resample=seen.append)
+    r, f = B.WeightedMoments(x), B.WeightedMoments(y)
+    expected = [B.weighted_frechet_distance(r, f, wx[b], wy[b]) for b in range(3)]
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9)
+    assert seen == [0, 1, 2] and torch.get_default_dtype() == torch.float32  # no global state changed
+
+
+def test_bootstrap_with_a_device_gives_the_same_intervals():
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(18)
+    x, y = _gaussian_sets(rng, 80, 60, 4)
+    spec = B.BootstrapSpec(resamples=20, seed=2)
+    numpy_path = B.bootstrap_metrics(x, y, real_spatial=x[:, :3], fake_spatial=y[:, :3], spec=spec)
+    torch_path = B.bootstrap_metrics(x, y, real_spatial=x[:, :3], fake_spatial=y[:, :3], spec=spec, device="cpu")
+    for key, (low, high) in numpy_path["intervals"].items():
+        assert torch_path["intervals"][key] == pytest.approx([low, high], rel=1e-9)
