@@ -344,7 +344,8 @@ def fid_infinity(
             np.multiply(gram, 1.0 / (size - 1), out=sigma2, casting="same_kind")
             offset = row_sum / size
             sigma2 = _subtract_mean(sigma2, offset, size)
-            fids.append(frechet_from_factor(real.mean + real_offset, factors[dtype], trace1, fake.mean + offset, sigma2))
+            fids.append(frechet_from_factor(real.mean + real_offset, factors[dtype], trace1,
+                                            fake.mean + offset, sigma2))
     slope, intercept = np.polyfit(1.0 / sizes, np.asarray(fids), 1)
     return {"fid_inf": float(intercept), "slope": float(slope), "sizes": sizes.tolist(), "fids": fids}
 
