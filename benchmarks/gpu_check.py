@@ -7,7 +7,8 @@ on one H100 or H200, written to `gpu_check.json` and as a markdown table for ben
 Figures: adm-128 training img/s and MFU (bf16; torch.compile off and on), small-128 and ProGAN-128
 training img/s, sampling img/s of adm-128 for ddpm-250, ddim-50 and dpmsolver++-20, Inception feature
 extraction img/s (random-inception: same cost as the real weights), a 300-step bf16 training run on a
-small synthetic set whose loss must fall, and the peak GPU memory of each. Each figure is measured in
+small synthetic set whose loss must fall, the peak GPU memory of each, and last issue 16's metrics
+bootstrap (10,000 vs 10,000 images, 200 resamples; FID and sFID resamples on the GPU). Each figure is measured in
 its own try block, and the JSON is rewritten after each, so one failure (or the time limit) keeps the
 others. Needs torch, diffusers and torch-fidelity; imports no Django. Exit status 1 when a check
 failed (an error, or a loss that did not fall).
@@ -186,6 +187,33 @@ def loss_falls(*, device, steps: int, image_size: int, batch: int, overrides: di
             "loss_fell": last < first, "seconds": round(time.perf_counter() - started, 1), "peak_gib": peak_gib(device)}
 
 
+def metrics_bootstrap(*, device, n: int, resamples: int, dims: tuple[int, int]) -> dict:
+    """Issue 16's bootstrap figure: n vs n images, features given (bench_metrics_bootstrap's synthetic
+    pool and spatial features of `dims`), `resamples` resamples of FID and sFID on `device` (float64),
+    precision/recall, density/coverage, KID and FID-infinity with numpy on the CPU: seconds in all and
+    per part. Target: 10,000 vs 10,000, 200 resamples, 2048-d and 2023-d, under 3 minutes."""
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_metrics_bootstrap import features
+
+    from evaluation import bootstrap as B
+
+    rng = np.random.default_rng(0)
+    pool_basis, spatial_basis = (rng.normal(size=(64, d)).astype(np.float32) / 8 for d in dims)
+    real, fake = features(rng, n, pool_basis, 0.0), features(rng, n, pool_basis, 0.02)
+    real_s, fake_s = features(rng, n, spatial_basis, 0.0), features(rng, n, spatial_basis, 0.02)
+    reset_peak(device)
+    timings: dict = {}
+    t0 = time.perf_counter()
+    out = B.bootstrap_metrics(real, fake, real_spatial=real_s, fake_spatial=fake_s, device=str(device),
+                              spec=B.BootstrapSpec(resamples=resamples, seed=0), timings=timings)
+    sync(device)
+    return {"seconds": round(time.perf_counter() - t0, 1), "n": n, "resamples": resamples,
+            "parts_s": {part: round(wall, 1) for part, (wall, _cpu) in timings.items()},
+            "fid_interval": [round(v, 4) for v in out["intervals"]["fid"]], "peak_gib": peak_gib(device)}
+
+
 def plan(dry_run: bool) -> list[tuple[str, callable]]:
     """(name, thunk(device) -> dict) of every check; the dry run shrinks shapes and counts."""
     # the dry run: the tiny preset shrunk further (about 0.2 M parameters at 32 px)
@@ -215,6 +243,9 @@ def plan(dry_run: bool) -> list[tuple[str, callable]]:
                    lambda d: loss_falls(device=d, steps=4 if dry_run else 300, image_size=32, batch=4 if dry_run else 32,
                                         overrides=tiny.get("overrides", {}),
                                         work=Path(tempfile.mkdtemp(prefix="gpu_check_")))))
+    checks.append(("metrics bootstrap 10k x 10k x 200 (FID, sFID on the GPU)",
+                   lambda d: metrics_bootstrap(device=d, n=60 if dry_run else 10000, resamples=3 if dry_run else 200,
+                                               dims=(32, 31) if dry_run else (2048, 2023))))
     return checks
 
 
@@ -230,6 +261,9 @@ def table(results: list[dict]) -> str:
         if "loss_fell" in row:
             notes.append(f"loss {row['loss_first_tenth']} -> {row['loss_last_tenth']} "
                          f"({'fell' if row['loss_fell'] else 'DID NOT FALL'}), {row['seconds']} s")
+        if "parts_s" in row:
+            notes.append(f"{row['seconds']} s for {row['n']} vs {row['n']} images, {row['resamples']} resamples ("
+                         + ", ".join(f"{part} {s} s" for part, s in row["parts_s"].items()) + ")")
         mfu = f"{100 * row['mfu']:.1f}%" if row.get("mfu") else ""
         mem = f"{row['peak_gib']} GiB" if row.get("peak_gib") is not None else "n/a (CPU)"
         lines.append(f"| {row['name']} | {row.get('images_per_s', '')} | {mfu} | {mem} | {'; '.join(notes)} |")

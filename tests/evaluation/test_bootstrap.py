@@ -161,3 +161,81 @@ def test_float32_features_take_the_float32_path_within_its_precision():
     keep[::7] = 0
     mu, sigma = B.WeightedMoments(x).moments(keep)
     np.testing.assert_allclose(sigma, np.cov(x[keep == 1], rowvar=False), atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype,rel", [(np.float64, 1e-8), (np.float32, 1e-4)])  # float32: as the resamples
+def test_fid_infinity_fids_equal_the_fid_of_each_nested_subset(dtype, rel):
+    # The real set is factored once and the nested subsets' Grams grow by the rows added; the first
+    # sizes have fewer images than features (a singular subset covariance), the last all of them.
+    rng = np.random.default_rng(14)
+    x, y = _gaussian_sets(rng, 200, 100, 30)
+    r, f = B.WeightedMoments(x.astype(dtype)), B.WeightedMoments(y.astype(dtype))
+    fit = B.fid_infinity(r, f, points=6, smallest=20, seed=3)
+    order = np.random.default_rng(3).permutation(100)  # the documented nested subsets: a seeded permutation
+    assert fit["sizes"][0] < 30 < fit["sizes"][-1] == 100
+    for size, fid in zip(fit["sizes"], fit["fids"]):
+        sub = y[order[:size]]
+        expected = M.frechet_distance(x.mean(0), np.cov(x, rowvar=False), sub.mean(0), np.cov(sub, rowvar=False))
+        assert fid == pytest.approx(expected, rel=rel)
+
+
+def test_fid_infinity_with_fewer_real_images_than_features_falls_back_to_one_fd_per_size():
+    rng = np.random.default_rng(15)
+    x, y = _gaussian_sets(rng, 20, 60, 30)
+    fit = B.fid_infinity(B.WeightedMoments(x), B.WeightedMoments(y), points=3, seed=1)
+    order = np.random.default_rng(1).permutation(60)
+    for size, fid in zip(fit["sizes"], fit["fids"]):
+        assert fid == pytest.approx(_explicit_fid(x, y[order[:size]]), rel=1e-6)
+
+
+def test_a_constant_feature_falls_back_to_the_eigen_decomposition_and_stays_exact():
+    # A dead (constant) feature makes both covariances singular: no Cholesky factor exists.
+    rng = np.random.default_rng(16)
+    x, y = _gaussian_sets(rng, 150, 120, 6)
+    x[:, 2], y[:, 2] = 1.0, 1.0
+    wx, wy = B.resample_counts(150, 2, rng), B.resample_counts(120, 2, rng)
+    r, f = B.WeightedMoments(x), B.WeightedMoments(y)
+    for b in range(2):
+        a, c = np.repeat(x, wx[b], axis=0), np.repeat(y, wy[b], axis=0)
+        expected = M.frechet_distance(a.mean(0), np.cov(a, rowvar=False), c.mean(0), np.cov(c, rowvar=False))
+        assert B.weighted_frechet_distance(r, f, wx[b], wy[b]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_one_shared_pass_gives_the_same_manifold_metrics_and_kid_as_separate_passes():
+    # The kernel is taken in place from the same dot products the distances come from.
+    rng = np.random.default_rng(17)
+    x, y = _gaussian_sets(rng, 45, 35, 5)
+    wx, wy = B.resample_counts(45, 3, rng), B.resample_counts(35, 3, rng)
+    both = B.pairwise_resample_metrics(x, y, wx, wy, block=8)
+    manifold = B.manifold_metrics(B.balls(x, y, block=16), wx, wy)
+    for key in ("precision", "recall", "density", "coverage"):
+        np.testing.assert_array_equal(both[key], manifold[key])
+    np.testing.assert_allclose(both["kid_mean"], B.kid_all_pairs(x, y, wx, wy, block=13), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_real,n_fake,d,dead", [(120, 90, 8, False), (60, 20, 30, False), (150, 120, 6, True)])
+def test_the_torch_path_gives_the_numpy_path_s_frechet_distances(n_real, n_fake, d, dead):
+    # On the CPU here; on a GPU with device="cuda". Full covariances, fewer images than features, a dead feature.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(n_real + d)
+    x, y = _gaussian_sets(rng, n_real, n_fake, d)
+    if dead:
+        x[:, 1], y[:, 1] = 2.0, 2.0
+    wx, wy = B.resample_counts(n_real, 3, rng), B.resample_counts(n_fake, 3, rng)
+    seen = []
+    got = B.frechet_resamples_torch(x, y, wx, wy, device="cpu", on_resample=seen.append)
+    r, f = B.WeightedMoments(x), B.WeightedMoments(y)
+    expected = [B.weighted_frechet_distance(r, f, wx[b], wy[b]) for b in range(3)]
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9)
+    assert seen == [0, 1, 2] and torch.get_default_dtype() == torch.float32  # no global state changed
+
+
+def test_bootstrap_with_a_device_gives_the_same_intervals():
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(18)
+    x, y = _gaussian_sets(rng, 80, 60, 4)
+    spec = B.BootstrapSpec(resamples=20, seed=2)
+    numpy_path = B.bootstrap_metrics(x, y, real_spatial=x[:, :3], fake_spatial=y[:, :3], spec=spec)
+    torch_path = B.bootstrap_metrics(x, y, real_spatial=x[:, :3], fake_spatial=y[:, :3], spec=spec, device="cpu")
+    for key, (low, high) in numpy_path["intervals"].items():
+        assert torch_path["intervals"][key] == pytest.approx([low, high], rel=1e-9)

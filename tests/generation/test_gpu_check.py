@@ -22,10 +22,15 @@ def test_gpu_check_dry_run_runs_every_check(tmp_path):
     names = [r["name"] for r in report["results"]]
     assert names == ["adm-128 train, bf16, compile off", "adm-128 train, bf16, compile on", "small-128 train, bf16",
                      "progan-128 train (final resolution)", "adm-128 sampling ddpm-250", "adm-128 sampling ddim-50",
-                     "adm-128 sampling dpmsolver++-20", "Inception features", "300-step bf16 training, loss falls"]
+                     "adm-128 sampling dpmsolver++-20", "Inception features", "300-step bf16 training, loss falls",
+                     "metrics bootstrap 10k x 10k x 200 (FID, sFID on the GPU)"]
     assert not [r for r in report["results"] if "error" in r]
     assert all(r["images_per_s"] > 0 for r in report["results"] if "images_per_s" in r)
     assert report["results"][0]["gflop_per_image"] > 0
+    bootstrap = report["results"][-1]
+    assert bootstrap["resamples"] == 3 and set(bootstrap["parts_s"]) >= {"fid resamples", "sfid resamples", "FID-infinity"}
+    low, high = bootstrap["fid_interval"]
+    assert 0 < low <= high
     table = (tmp_path / "gpu_check.md").read_text()
     assert table.count("\n| ") == 2 + len(names)  # header, separator and one row per check
     assert report["django_imported"] is False  # it must run where Django is not installed
