@@ -1,0 +1,75 @@
+"""Plain-SQL reads for the reader's answer path, with model instances built as the ORM builds them.
+
+Why: on the answer path (POST responses/, GET next/, the blinded image) building and compiling
+querysets cost several times the queries themselves (about 2 ms of CPU per query against 0.1 to
+0.3 ms for the same SQL run directly; benchmarks/profile_reader_api.py), and that CPU was the
+server's capacity limit. The few queries of that path are therefore written once as SQL, in the
+one dialect SQLite and PostgreSQL share, and their rows become model instances through Django's own
+converters (aware datetimes, JSON, booleans), so callers see exactly what the ORM would give them.
+
+Only what the queries name is loaded; any other field is deferred, as with `QuerySet.only()`.
+"""
+from django.db import connection
+from django.db.models import Model
+
+
+def table(model: type[Model]) -> str:
+    return f'"{model._meta.db_table}"'
+
+
+def column(model: type[Model], name: str) -> str:
+    return f'"{model._meta.get_field(name).column}"'
+
+
+class ModelColumns:
+    """A SELECT list of some of `model`'s fields under a table alias, and the instances built from it.
+
+    `fields` are field names (all concrete fields but `exclude` when None); they are listed in the
+    model's own field order, as `Model.from_db` wants them.
+    """
+
+    def __init__(self, model: type[Model], alias: str, fields: tuple[str, ...] | None = None,
+                 exclude: tuple[str, ...] = ()):
+        wanted = set(fields) if fields is not None else None
+        self.model = model
+        self.fields = [
+            f for f in model._meta.concrete_fields
+            if (wanted is None or f.name in wanted or f.attname in wanted) and f.name not in exclude
+        ]
+        missing = (wanted or set()) - {f.name for f in self.fields} - {f.attname for f in self.fields}
+        if missing:
+            raise ValueError(f"{model.__name__} has no concrete field(s) {sorted(missing)}")
+        self.attnames = [f.attname for f in self.fields]
+        self.sql = ", ".join(f'{alias}."{f.column}"' for f in self.fields)
+        self.width = len(self.fields)
+
+    def build(self, values) -> Model:
+        """The instance of the row's values (this list's width of them), converted as the ORM does."""
+        return self.model.from_db(connection.alias, self.attnames, convert(self.fields, values))
+
+
+def convert(fields, values) -> list:
+    """`values` read from the database for `fields`, through the backend's and the fields' converters."""
+    out = list(values)
+    for i, field in enumerate(fields):
+        col = field.get_col(field.model._meta.db_table)
+        for converter in (*connection.ops.get_db_converters(col), *field.get_db_converters(connection)):
+            out[i] = converter(out[i], col, connection)
+    return out
+
+
+def fetch_one(sql: str, params) -> tuple | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def fetch_all(sql: str, params) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def db_value(model: type[Model], name: str, value):
+    """`value` as a query parameter for `model.name` (a UUID becomes text on SQLite, for example)."""
+    return model._meta.get_field(name).get_db_prep_value(value, connection)
