@@ -10,6 +10,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config.cache_settings import cache_settings
+
 # Nothing in this project may download weights or data at run time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -115,6 +117,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Sessions in the cache (backed by the database) when CACHE_URL names a Redis server shared by the
+# server's processes; in the database otherwise (config/cache_settings.py says why).
+CACHES, SESSION_ENGINE = cache_settings(
+    os.environ.get("CACHE_URL", ""), key_prefix=os.environ.get("CACHE_KEY_PREFIX", "histosynth")
+)
+# ModelBackend with the request's user read in plain SQL (config/auth.py).
+AUTHENTICATION_BACKENDS = ["config.auth.PlainSQLModelBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

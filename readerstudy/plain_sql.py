@@ -9,7 +9,7 @@ converters (aware datetimes, JSON, booleans), so callers see exactly what the OR
 
 Only what the queries name is loaded; any other field is deferred, as with `QuerySet.only()`.
 """
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 
 
@@ -32,10 +32,10 @@ class ModelColumns:
                  exclude: tuple[str, ...] = ()):
         wanted = set(fields) if fields is not None else None
         self.model = model
-        self.fields = [
+        self.fields = tuple(
             f for f in model._meta.concrete_fields
             if (wanted is None or f.name in wanted or f.attname in wanted) and f.name not in exclude
-        ]
+        )
         missing = (wanted or set()) - {f.name for f in self.fields} - {f.attname for f in self.fields}
         if missing:
             raise ValueError(f"{model.__name__} has no concrete field(s) {sorted(missing)}")
@@ -48,14 +48,36 @@ class ModelColumns:
         return self.model.from_db(connection.alias, self.attnames, convert(self.fields, values))
 
 
-def convert(fields, values) -> list:
-    """`values` read from the database for `fields`, through the backend's and the fields' converters."""
+def convert(fields: tuple, values) -> list:
+    """`values` read from the database for `fields` (a tuple kept for the life of the process: its
+    converters are worked out once per connection), through the backend's and the fields' converters."""
+    db = connections[DEFAULT_DB_ALIAS]
     out = list(values)
-    for i, field in enumerate(fields):
-        col = field.get_col(field.model._meta.db_table)
-        for converter in (*connection.ops.get_db_converters(col), *field.get_db_converters(connection)):
-            out[i] = converter(out[i], col, connection)
+    for i, converters, col in _converters(db, fields):
+        value = out[i]
+        for converter in converters:
+            value = converter(value, col, db)
+        out[i] = value
     return out
+
+
+# Per connection (one per thread) and tuple of fields: working the converters out costs more than
+# applying them. The value keeps the connection and the fields alive, so their ids are not reused.
+_CONVERTERS: dict[tuple[int, int], tuple[object, tuple, list]] = {}
+
+
+def _converters(db, fields: tuple) -> list:
+    key = (id(db), id(fields))
+    cached = _CONVERTERS.get(key)
+    if cached is None:
+        found = []
+        for i, field in enumerate(fields):
+            col = field.get_col(field.model._meta.db_table)
+            converters = [*db.ops.get_db_converters(col), *field.get_db_converters(db)]
+            if converters:
+                found.append((i, converters, col))
+        cached = _CONVERTERS[key] = (db, fields, found)
+    return cached[2]
 
 
 def fetch_one(sql: str, params) -> tuple | None:
@@ -73,3 +95,30 @@ def fetch_all(sql: str, params) -> list[tuple]:
 def db_value(model: type[Model], name: str, value):
     """`value` as a query parameter for `model.name` (a UUID becomes text on SQLite, for example)."""
     return model._meta.get_field(name).get_db_prep_value(value, connection)
+
+
+def insert(obj: Model) -> Model:
+    """INSERT `obj` (every concrete field but an auto primary key, whose new value is set on it), as
+    `obj.save()` would for a new row without its signals or `pre_save` hooks: for rows whose values
+    are all set by the caller."""
+    meta = obj._meta
+    fields = _insert_fields(type(obj))
+    values = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    sql = f"INSERT INTO {table(type(obj))} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
+    pk_column = f'"{meta.pk.column}"'
+    with connection.cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:
+            cursor.execute(f"{sql} RETURNING {pk_column}", values)
+            pk = cursor.fetchone()[0]
+        else:
+            cursor.execute(sql, values)
+            pk = connection.ops.last_insert_id(cursor, meta.db_table, meta.pk.column)
+    setattr(obj, meta.pk.attname, pk)
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return obj
+
+
+def _insert_fields(model: type[Model]) -> tuple:
+    return tuple(f for f in model._meta.concrete_fields if not f.primary_key)

@@ -112,7 +112,7 @@ _PROGRESS_SQL = (
     f"SELECT {column(Presentation, 'item')}, 0, {column(Presentation, 'shown_at')} FROM {table(Presentation)} "
     f"WHERE {column(Presentation, 'assignment')} = %s"
 )
-_SHOWN_AT = [Presentation._meta.get_field("shown_at")]
+_SHOWN_AT = (Presentation._meta.get_field("shown_at"),)
 
 
 def _answered_and_shown(*, assignment: StudyReader):
@@ -155,7 +155,7 @@ def reader_study_summaries(*, user: AbstractBaseUser) -> list[dict]:
 
 
 _IMAGE_ITEM = ModelColumns(StudyItem, "i", fields=("id", "study", "blinded_file"))
-_ITEM_ORDER = [StudyReader._meta.get_field("item_order")]
+_ITEM_ORDER = (StudyReader._meta.get_field("item_order"),)
 _IMAGE_SQL = (
     f"SELECT {_IMAGE_ITEM.sql}, a.{column(StudyReader, 'item_order')} FROM {table(StudyItem)} i "
     f"JOIN {table(Study)} s ON s.{column(Study, 'id')} = i.{column(StudyItem, 'study')} "

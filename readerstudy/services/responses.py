@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from readerstudy import selectors
 from readerstudy.models import Presentation, Response, ResponseEvent, Study, StudyItem, StudyReader, Truth
-from readerstudy.plain_sql import ModelColumns, column, convert, db_value, fetch_one, table
+from readerstudy.plain_sql import ModelColumns, column, convert, db_value, fetch_one, insert, table
 
 
 class ResponseError(ValueError):
@@ -134,7 +134,7 @@ def presentation_record(*, assignment: StudyReader, item: StudyItem) -> Presenta
 def _presentation_create(*, assignment: StudyReader, item: StudyItem) -> Presentation:
     try:
         with transaction.atomic():
-            return Presentation.objects.create(assignment=assignment, item=item, shown_at=timezone.now())
+            return insert(Presentation(assignment=assignment, item=item, shown_at=timezone.now()))
     except IntegrityError:  # served at the same moment in another tab: the first time wins
         return Presentation.objects.get(assignment=assignment, item=item)
 
@@ -198,7 +198,7 @@ def _replayed_response_id(client_uuid: uuid.UUID) -> Expression:
 # existed): one query, in plain SQL (readerstudy.plain_sql says why).
 _ITEM = ModelColumns(StudyItem, "i", fields=("id", "study", "token", "role", "truth"))
 _STUDY = ModelColumns(Study, "s", fields=("id", "name", "state", "allow_revision", "confidence_min", "confidence_max"))
-_SHOWN_AT = [Presentation._meta.get_field("shown_at")]
+_SHOWN_AT = (Presentation._meta.get_field("shown_at"),)
 _ANSWERED_ITEM_SQL = (
     f"SELECT {_ITEM.sql}, {_STUDY.sql}, "
     f"(SELECT p.{column(Presentation, 'shown_at')} FROM {table(Presentation)} p "
@@ -263,7 +263,7 @@ def _submit(
     active = _capped(active_seconds, seconds)
     try:
         with transaction.atomic():
-            response = Response.objects.create(
+            response = insert(Response(
                 assignment=assignment,
                 item=item,
                 answer=answer,
@@ -273,7 +273,7 @@ def _submit(
                 answered_at=now,
                 seconds=seconds,
                 active_seconds=active,
-            )
+            ))
             _event_create(response=response, kind=ResponseEvent.Kind.ANSWER, client_uuid=client_uuid,
                           seconds=seconds, active_seconds=active, now=now)
     except IntegrityError:
@@ -310,10 +310,10 @@ def _capped(active_seconds: float | None, seconds: float) -> float | None:
 def _event_create(
     *, response: Response, kind: str, client_uuid: uuid.UUID, seconds: float, active_seconds: float | None, now,
 ) -> ResponseEvent:
-    return ResponseEvent.objects.create(
+    return insert(ResponseEvent(
         response=response, kind=kind, client_id=client_uuid, answer=response.answer,
         confidence=response.confidence, seconds=seconds, active_seconds=active_seconds, created_at=now,
-    )
+    ))
 
 
 def _stored_by_client_id(*, assignment: StudyReader, item_token: str, client_uuid: uuid.UUID) -> Response | None:
