@@ -244,6 +244,42 @@ def process_tree_cpu_seconds(root: int) -> float:
     return total
 
 
+def pids_cpu_seconds(pids) -> dict[int, float]:
+    """User + system CPU seconds of each of `pids` still running."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def postgres_backends(server: str) -> list[int]:
+    """The PostgreSQL server processes serving the benchmark's database (gunicorn's connections)."""
+    import psycopg2
+
+    conn = psycopg2.connect(f"{server}/postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB_NAME])
+        pids = [row[0] for row in cur.fetchall()]
+    conn.close()
+    return pids
+
+
+def redis_delete_prefix(url: str, prefix: str) -> None:
+    """Remove the run's keys (its sessions) from the Redis cache."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
@@ -253,8 +289,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readers", type=int, default=50)
     parser.add_argument("--items", type=int, default=40, help="items in the study (each reader answers all)")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="gunicorn worker processes (default: config/gunicorn.conf.py's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per gunicorn worker (default: config/gunicorn.conf.py's)")
+    parser.add_argument("--cache", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                        help="the server's CACHE_URL (sessions in Redis); 'none' keeps them in PostgreSQL alone")
     parser.add_argument("--think", type=float, default=0.0,
                         help="mean seconds a reader looks at an image before answering (0: a closed loop)")
     parser.add_argument("--ramp", type=float, default=None,
@@ -272,12 +312,22 @@ def main() -> None:
     password = secrets.token_urlsafe(12)
     port = free_port()
     gunicorn = None
-    worker_args = ["--workers", str(args.workers), "--threads", str(args.threads), "--worker-class", "gthread"]
+    worker_args = ["-c", "config/gunicorn.conf.py"]
+    if args.workers:
+        worker_args += ["--workers", str(args.workers)]
+    if args.threads:
+        worker_args += ["--threads", str(args.threads)]
+    cache_url = "" if args.cache == "none" else args.cache
+    import runpy
+
+    conf = runpy.run_path(str(ROOT / "config/gunicorn.conf.py"))
+    workers, threads = args.workers or conf["workers"], args.threads or conf["threads"]
     with tempfile.TemporaryDirectory(prefix="histosynth-bench-") as var:
         env = dict(
             os.environ, DATABASE_URL=f"{server}/{DB_NAME}", HISTOSYNTH_VAR_DIR=var, DJANGO_DEBUG="0",
             DJANGO_SECRET_KEY=secrets.token_urlsafe(64), DJANGO_ALLOWED_HOSTS="127.0.0.1",
             DJANGO_SECURE_SSL_REDIRECT="0", DJANGO_SETTINGS_MODULE="config.settings", LOG_LEVEL="WARNING",
+            CACHE_URL=cache_url, CACHE_KEY_PREFIX=DB_NAME,
         )
         env.pop("CELERY_BROKER_URL", None)
         try:
@@ -286,8 +336,7 @@ def main() -> None:
             print(f"setup: study {study_id} with {args.items} items, {args.readers} readers "
                   f"({time.perf_counter() - t0:.1f} s)")
             gunicorn = subprocess.Popen(
-                [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", *worker_args,
-                 "--log-level", "warning"],
+                [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", *worker_args, "--bind", f"127.0.0.1:{port}"],
                 cwd=ROOT, env=env,
             )
             base = f"http://127.0.0.1:{port}"
@@ -296,8 +345,18 @@ def main() -> None:
             clock: list[float] = []
             # The server's CPU is counted from then too (each login hashes a password: not the reader path).
             cpu: list[float] = []
-            barrier = threading.Barrier(args.readers, action=lambda: (
-                clock.append(time.perf_counter()), cpu.append(process_tree_cpu_seconds(gunicorn.pid))))
+            # ... and so are PostgreSQL's (the benchmark database's server processes) and the load
+            # generator's own (this process: the reader threads).
+            pg_cpu: list[dict] = []
+            own_cpu: list[float] = []
+
+            def start_clock():
+                clock.append(time.perf_counter())
+                cpu.append(process_tree_cpu_seconds(gunicorn.pid))
+                pg_cpu.append(pids_cpu_seconds(postgres_backends(server)))
+                own_cpu.append(sum(os.times()[:2]))
+
+            barrier = threading.Barrier(args.readers, action=start_clock)
             readers = [Reader(base, study_id, f"bench{i:03d}", password, i, barrier, args.think, args.protocol, ramp)
                        for i in range(args.readers)]
             load_before = os.getloadavg()
@@ -308,6 +367,8 @@ def main() -> None:
             seconds = time.perf_counter() - clock[0] if clock else float("nan")
             load_after = os.getloadavg()
             cpu_after = process_tree_cpu_seconds(gunicorn.pid)
+            own_cpu_after = sum(os.times()[:2])
+            pg_after = pids_cpu_seconds(postgres_backends(server))
         finally:
             if gunicorn is not None:
                 gunicorn.terminate()
@@ -316,13 +377,16 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     gunicorn.kill()
             psql(server, f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+            if cache_url:
+                redis_delete_prefix(cache_url, DB_NAME)
 
     errors = [e for r in readers for e in r.errors]
     answers = sum(r.answers for r in readers)
     requests_done = sum(len(r.timings[k]) for r in readers for k in ("post", "next", "image", "preload"))
     print(f"\n{args.readers} concurrent readers, think time {args.think:g} s (mean), arriving over {ramp:g} s, "
           f"protocol {args.protocol}; "
-          f"gunicorn {' '.join(worker_args)}; PostgreSQL; {os.cpu_count()} CPUs; "
+          f"gunicorn {' '.join(worker_args)} ({workers} workers x {threads} threads, gthread); sessions {'in Redis (cached_db)' if cache_url else 'in PostgreSQL'}; "
+          f"PostgreSQL; {os.cpu_count()} CPUs; "
           f"{answers} answers in {seconds:.1f} s")
     print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}".format(
         *load_before, *load_after))
@@ -347,6 +411,12 @@ def main() -> None:
         per_answer = (cpu_after - cpu[0]) / answers
         print(f"gunicorn CPU per answer (with its image and next/ requests): {1000 * per_answer:.2f} ms; "
               f"app-only capacity on {os.cpu_count()} idle cores: {os.cpu_count() / per_answer:.0f} answers/s")
+        pg_per_answer = sum(t - pg_cpu[0].get(pid, 0.0) for pid, t in pg_after.items()) / answers
+        own_per_answer = (own_cpu_after - own_cpu[0]) / answers
+        total = per_answer + pg_per_answer + own_per_answer
+        print(f"PostgreSQL CPU per answer: {1000 * pg_per_answer:.2f} ms; load generator CPU per answer: "
+              f"{1000 * own_per_answer:.2f} ms; all three: {1000 * total:.2f} ms, i.e. "
+              f"{os.cpu_count() / total:.0f} answers/s on {os.cpu_count()} idle cores")
     if errors:
         print(f"{len(errors)} errors, first: {errors[:3]}")
         sys.exit(1)

@@ -97,22 +97,30 @@ def db_value(model: type[Model], name: str, value):
     return model._meta.get_field(name).get_db_prep_value(value, connection)
 
 
-def insert(obj: Model) -> Model:
+def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model | None:
     """INSERT `obj` (every concrete field but an auto primary key, whose new value is set on it), as
     `obj.save()` would for a new row without its signals or `pre_save` hooks: for rows whose values
-    are all set by the caller."""
+    are all set by the caller. With `ignore_conflicts`, a row breaking a unique constraint is not
+    inserted and None is returned, with no error (so no savepoint is needed around it)."""
     meta = obj._meta
     fields = _insert_fields(type(obj))
     values = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
     columns = ", ".join(f'"{f.column}"' for f in fields)
     sql = f"INSERT INTO {table(type(obj))} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
+    if ignore_conflicts:  # PostgreSQL 9.5+ and SQLite 3.24+ alike
+        sql += " ON CONFLICT DO NOTHING"
     pk_column = f'"{meta.pk.column}"'
     with connection.cursor() as cursor:
         if connection.features.can_return_columns_from_insert:
             cursor.execute(f"{sql} RETURNING {pk_column}", values)
-            pk = cursor.fetchone()[0]
+            row = cursor.fetchone()
+            if row is None:  # a conflict, ignored
+                return None
+            pk = row[0]
         else:
             cursor.execute(sql, values)
+            if cursor.rowcount == 0:
+                return None
             pk = connection.ops.last_insert_id(cursor, meta.db_table, meta.pk.column)
     setattr(obj, meta.pk.attname, pk)
     obj._state.adding = False

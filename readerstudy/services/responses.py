@@ -132,11 +132,10 @@ def presentation_record(*, assignment: StudyReader, item: StudyItem) -> Presenta
 
 
 def _presentation_create(*, assignment: StudyReader, item: StudyItem) -> Presentation:
-    try:
-        with transaction.atomic():
-            return insert(Presentation(assignment=assignment, item=item, shown_at=timezone.now()))
-    except IntegrityError:  # served at the same moment in another tab: the first time wins
-        return Presentation.objects.get(assignment=assignment, item=item)
+    # One statement, no transaction around it: shown at the same moment in another tab, the row is
+    # not inserted (the first time wins) and is read back.
+    created = insert(Presentation(assignment=assignment, item=item, shown_at=timezone.now()), ignore_conflicts=True)
+    return created if created is not None else Presentation.objects.get(assignment=assignment, item=item)
 
 
 def response_submit(
