@@ -9,11 +9,16 @@ It creates the database `histosynth_bench_<pid>` on the PostgreSQL server of `--
 `--items` blinded 128 px images (half real, half synthetic), `--readers` reader accounts assigned
 to it, and starts gunicorn in production mode (DEBUG off) on a free loopback port.
 
-Configuration of the reported figure: gunicorn `--workers 3 --threads 4 --worker-class gthread`
-(12 requests in flight, keep-alive; on 2 cores, 3 processes keep both busy while one waits on
-PostgreSQL), DATABASE_CONN_MAX_AGE 60 (the settings' default: a persistent connection per thread),
-database sessions, PostgreSQL on the same machine, and the load generator (50 Python threads using
-`requests`) on the same 2 cores too, so its own CPU time is in the figures.
+Configuration of the reported figure: gunicorn with config/gunicorn.conf.py (`gthread`, two
+processes per core with two threads each, 30 s keep-alive, the app preloaded; `--workers` and
+`--threads` override it), DATABASE_CONN_MAX_AGE 60 (the settings' default: a persistent connection
+per thread), sessions in Redis (`cached_db`, CACHE_URL from `--cache`, default $BENCH_REDIS_URL or
+redis://127.0.0.1:6379/0, keys prefixed with the run's database name and removed at the end;
+`--cache none`: sessions in PostgreSQL alone), PostgreSQL on the same machine, and the load
+generator (50 threads, each with one keep-alive `http.client` connection, as a browser tab holds
+one) on the same cores too. So that a shared machine can still be read, it reports the CPU time per
+answer of gunicorn, of PostgreSQL (the benchmark database's server processes) and of itself, and
+the capacity these three give on idle cores.
 
 Each reader is a thread that behaves as the rating page (static/js/rate.js) does: log in, GET
 next/ and the image once (page load), then for each item: preload the following image (the page
