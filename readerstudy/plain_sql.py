@@ -1,11 +1,13 @@
 """Plain-SQL reads for the reader's answer path, with model instances built as the ORM builds them.
 
 Why: on the answer path (POST responses/, GET next/, the blinded image) building and compiling
-querysets cost several times the queries themselves (about 2 ms of CPU per query against 0.1 to
-0.3 ms for the same SQL run directly; benchmarks/profile_reader_api.py), and that CPU was the
-server's capacity limit. The few queries of that path are therefore written once as SQL, in the
-one dialect SQLite and PostgreSQL share, and their rows become model instances through Django's own
-converters (aware datetimes, JSON, booleans), so callers see exactly what the ORM would give them.
+querysets cost several times the queries themselves (0.5 to 3 ms of CPU per query through the ORM,
+against 0.1 to 0.3 ms for the same SQL run directly; benchmarks/profile_reader_api.py), and that
+CPU was the server's capacity limit (31 ms of CPU per answer in-process before, 10 ms after, with
+the sessions and users of config/). The few queries of that path are therefore written once as SQL,
+in the one dialect SQLite and PostgreSQL share, and their rows become model instances through
+Django's own converters (aware datetimes, JSON, booleans), so callers see exactly what the ORM would
+give them (tests/readerstudy/test_plain_sql.py). The inserts skip `save()`'s machinery likewise.
 
 Only what the queries name is loaded; any other field is deferred, as with `QuerySet.only()`.
 """
