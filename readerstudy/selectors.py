@@ -102,7 +102,7 @@ def assignment_progress(*, assignment: StudyReader) -> AssignmentProgress:
         phase_total = len(order) - practice_total
     return AssignmentProgress(
         answered, len(order), next_index, next_item, following, position, phase_total, practice_total,
-        next_shown_at=shown_at.get(next_item.pk),
+        next_shown_at=convert(_SHOWN_AT, [shown_at.get(next_item.pk)])[0],  # read as stored: converted here
     )
 
 
@@ -115,10 +115,10 @@ _PROGRESS_SQL = (
 _SHOWN_AT = (Presentation._meta.get_field("shown_at"),)
 
 
-def _answered_and_shown(*, assignment: StudyReader):
-    """(item_id, answered, time) rows: one per answer (answered=1) and one per presentation (0)."""
-    for item_id, answered, at in fetch_all(_PROGRESS_SQL, [assignment.pk, assignment.pk]):
-        yield item_id, answered, convert(_SHOWN_AT, [at])[0]
+def _answered_and_shown(*, assignment: StudyReader) -> list[tuple]:
+    """(item_id, answered, time) rows: one per answer (answered=1) and one per presentation (0), the
+    time as the database gives it (only the next item's is needed: the caller converts that one)."""
+    return fetch_all(_PROGRESS_SQL, [assignment.pk, assignment.pk])
 
 
 _READER_ITEM = ModelColumns(StudyItem, "i", fields=("id", "study", "token", "role"))
