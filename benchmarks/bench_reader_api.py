@@ -9,11 +9,16 @@ It creates the database `histosynth_bench_<pid>` on the PostgreSQL server of `--
 `--items` blinded 128 px images (half real, half synthetic), `--readers` reader accounts assigned
 to it, and starts gunicorn in production mode (DEBUG off) on a free loopback port.
 
-Configuration of the reported figure: gunicorn `--workers 3 --threads 4 --worker-class gthread`
-(12 requests in flight, keep-alive; on 2 cores, 3 processes keep both busy while one waits on
-PostgreSQL), DATABASE_CONN_MAX_AGE 60 (the settings' default: a persistent connection per thread),
-database sessions, PostgreSQL on the same machine, and the load generator (50 Python threads using
-`requests`) on the same 2 cores too, so its own CPU time is in the figures.
+Configuration of the reported figure: gunicorn with config/gunicorn.conf.py (`gthread`, two
+processes per core with two threads each, 30 s keep-alive, the app preloaded; `--workers` and
+`--threads` override it), DATABASE_CONN_MAX_AGE 60 (the settings' default: a persistent connection
+per thread), sessions in Redis (`cached_db`, CACHE_URL from `--cache`, default $BENCH_REDIS_URL or
+redis://127.0.0.1:6379/0, keys prefixed with the run's database name and removed at the end;
+`--cache none`: sessions in PostgreSQL alone), PostgreSQL on the same machine, and the load
+generator (50 threads, each with one keep-alive `http.client` connection, as a browser tab holds
+one) on the same cores too. So that a shared machine can still be read, it reports the CPU time per
+answer of gunicorn, of PostgreSQL (the benchmark database's server processes) and of itself, and
+the capacity these three give on idle cores.
 
 Each reader is a thread that behaves as the rating page (static/js/rate.js) does: log in, GET
 next/ and the image once (page load), then for each item: preload the following image (the page
@@ -35,6 +40,8 @@ What the figures mean:
   at random moments over the first `--ramp` seconds (default: the think time), as people do.
 """
 import argparse
+import http.client
+import json
 import os
 import random
 import re
@@ -108,6 +115,49 @@ print(study.pk)
     return int(out.stdout.strip().splitlines()[-1])
 
 
+class BrowserConnection:
+    """One keep-alive HTTP connection with its cookies, as a browser tab holds one: the `Cookie` header
+    on every request, `Set-Cookie` answers kept, and a connection the server closed while idle
+    opened again. Plain `http.client`: `requests` cost the load generator, on the same cores as the
+    server, about 7 ms of CPU per answer."""
+
+    def __init__(self, host: str, port: int, cookies: dict[str, str]):
+        self.host, self.port, self.cookies = host, port, dict(cookies)
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, *, body: bytes | None = None, headers: dict | None = None,
+                attempts: int = 2) -> tuple[int, bytes, bool]:
+        """(status, body, retried). A request whose connection fails is sent again on a new one, up to
+        `attempts` times (the page resends an answer with the same client_id; the browser reopens a
+        keep-alive connection the server closed)."""
+        all_headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items()), **(headers or {})}
+        if body is not None:
+            all_headers["Content-Type"] = "application/json"
+        for attempt in range(attempts):
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+                self.conn.request(method, path, body=body, headers=all_headers)
+                response = self.conn.getresponse()
+                data = response.read()
+            except (http.client.HTTPException, OSError):
+                if self.conn is not None:
+                    self.conn.close()
+                self.conn = None
+                if attempt == attempts - 1:
+                    raise
+                continue
+            for name, value in response.getheaders():
+                if name.lower() == "set-cookie":
+                    key, _, rest = value.partition("=")
+                    self.cookies[key.strip()] = rest.split(";", 1)[0]
+            if response.will_close:
+                self.conn.close()
+                self.conn = None
+            return response.status, data, attempt > 0
+        raise AssertionError("unreachable")
+
+
 class Reader(threading.Thread):
     """One pathologist's page, as static/js/rate.js drives it (see the module docstring)."""
 
@@ -123,37 +173,33 @@ class Reader(threading.Thread):
         self.answers = 0
         self.cached: set[str] = set()  # images in this reader's browser cache ("private, immutable")
 
-    def _timed(self, kind: str, fn, *args, **kwargs):
+    def _get(self, kind: str, path: str) -> tuple[int, bytes]:
         started = time.perf_counter()
-        response = fn(*args, **kwargs)
+        status, body, _ = self.http.request("GET", path)
         self.timings[kind].append(time.perf_counter() - started)
-        return response
+        return status, body
 
-    def _post_answer(self, session, url: str, cookies, headers, payload):
+    def _post_answer(self, path: str, headers: dict, payload: dict):
         """POST the answer as the page does: a dropped connection (the server closing an idle
         keep-alive connection as the request leaves) is retried with the same client_id, which the
         server answers as a replay (200) if the first attempt was stored. Timed over all attempts."""
-        import requests
-
         started = time.perf_counter()
-        self.retried = False
-        for attempt in range(3):
-            try:
-                response = session.post(url, cookies=cookies, headers=headers, timeout=60, json=payload)
-                self.timings["post"].append(time.perf_counter() - started)
-                return response
-            except requests.ConnectionError as exc:
-                self.retried = True
-                if attempt == 2:
-                    self.errors.append(f"answer: {exc}")
-        return None
+        try:
+            status, body, self.retried = self.http.request(
+                "POST", path, body=json.dumps(payload).encode(), headers=headers, attempts=3
+            )
+        except (http.client.HTTPException, OSError) as exc:
+            self.errors.append(f"answer: {exc}")
+            return None
+        self.timings["post"].append(time.perf_counter() - started)
+        return status, body
 
-    def _image(self, session, url: str, cookies, kind: str) -> None:
+    def _image(self, url: str, kind: str) -> None:
         if url in self.cached:
             return
-        image = self._timed(kind, session.get, f"{self.base}{url}", cookies=cookies, timeout=60)
-        if image.status_code != 200:
-            self.errors.append(f"image: {image.status_code}")
+        status, _ = self._get(kind, url)
+        if status != 200:
+            self.errors.append(f"image: {status}")
         self.cached.add(url)
 
     def run(self) -> None:
@@ -171,7 +217,8 @@ class Reader(threading.Thread):
             if login.status_code != 302:
                 raise RuntimeError(f"login answered {login.status_code}")
             cookies.update(dict(login.cookies))
-            headers = {"X-CSRFToken": cookies["csrftoken"]}
+            host, port = self.base.removeprefix("http://").split(":")
+            self.http = BrowserConnection(host, int(port), cookies)
         except Exception as exc:  # noqa: BLE001 - reported in the summary
             self.errors.append(f"{self.username}: login: {exc}")
             self.barrier.abort()
@@ -181,24 +228,24 @@ class Reader(threading.Thread):
         except threading.BrokenBarrierError:
             return
         try:
-            self._answer_all(session, cookies, headers)
+            self._answer_all()
         except Exception as exc:  # noqa: BLE001 - a dropped request is an error of the run, reported
             self.errors.append(f"{self.username}: {type(exc).__name__}: {exc}")
 
-    def _answer_all(self, session, cookies, headers) -> None:
-        api = f"{self.base}/api/reader/studies/{self.study_id}"
+    def _answer_all(self) -> None:
+        api = f"/api/reader/studies/{self.study_id}"
         if self.ramp:  # readers open the page at different moments, not all in the same millisecond
             time.sleep(self.rng.uniform(0, self.ramp))
         # The page opens: GET next/ and the image (not an answer's wait: once per visit).
-        nxt = self._timed("next", session.get, f"{api}/next/", cookies=cookies, timeout=60)
-        if nxt.status_code != 200:
-            self.errors.append(f"next: {nxt.status_code} {nxt.text[:200]}")
+        status, raw = self._get("next", f"{api}/next/")
+        if status != 200:
+            self.errors.append(f"next: {status} {raw[:200]!r}")
             return
-        body = nxt.json()
+        body = json.loads(raw)
         while not body["done"]:
-            self._image(session, body["image_url"], cookies, "image")
+            self._image(body["image_url"], "image")
             if body.get("preload_url"):  # the page preloads the following image while the reader looks
-                self._image(session, body["preload_url"], cookies, "preload")
+                self._image(body["preload_url"], "preload")
             if self.think:
                 time.sleep(self.rng.expovariate(1 / self.think))
             # The reader presses Enter: the wait lasts until the next image can be drawn.
@@ -207,23 +254,26 @@ class Reader(threading.Thread):
                        "confidence": self.rng.randint(1, 5), "client_id": str(uuid.uuid4())}
             if self.protocol == "one-step":
                 payload["include_next"] = True
-            answer = self._post_answer(session, f"{api}/responses/", cookies, headers, payload)
+            # The page's headers: JSON, and the CSRF token (the cookie's value is as good as the page's).
+            headers = {"Accept": "application/json", "X-CSRFToken": self.http.cookies["csrftoken"]}
+            answer = self._post_answer(f"{api}/responses/", headers, payload)
             if answer is None:
                 return
-            if answer.status_code != 201 and not (answer.status_code == 200 and self.retried):
-                self.errors.append(f"answer: {answer.status_code} {answer.text[:200]}")
+            status, raw = answer
+            if status != 201 and not (status == 200 and self.retried):
+                self.errors.append(f"answer: {status} {raw[:200]!r}")
                 return
             self.answers += 1
             if self.protocol == "one-step":
-                body = answer.json()["next"]
+                body = json.loads(raw)["next"]
             else:
-                nxt = self._timed("next", session.get, f"{api}/next/", cookies=cookies, timeout=60)
-                if nxt.status_code != 200:
-                    self.errors.append(f"next: {nxt.status_code} {nxt.text[:200]}")
+                status, raw = self._get("next", f"{api}/next/")
+                if status != 200:
+                    self.errors.append(f"next: {status} {raw[:200]!r}")
                     return
-                body = nxt.json()
+                body = json.loads(raw)
             if not body["done"]:
-                self._image(session, body["image_url"], cookies, "image")  # a cache hit when preloaded
+                self._image(body["image_url"], "image")  # a cache hit when preloaded
             self.timings["wait"].append(time.perf_counter() - started)
 
 
@@ -244,6 +294,42 @@ def process_tree_cpu_seconds(root: int) -> float:
     return total
 
 
+def pids_cpu_seconds(pids) -> dict[int, float]:
+    """User + system CPU seconds of each of `pids` still running."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def postgres_backends(server: str) -> list[int]:
+    """The PostgreSQL server processes serving the benchmark's database (gunicorn's connections)."""
+    import psycopg2
+
+    conn = psycopg2.connect(f"{server}/postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB_NAME])
+        pids = [row[0] for row in cur.fetchall()]
+    conn.close()
+    return pids
+
+
+def redis_delete_prefix(url: str, prefix: str) -> None:
+    """Remove the run's keys (its sessions) from the Redis cache."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
@@ -253,8 +339,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readers", type=int, default=50)
     parser.add_argument("--items", type=int, default=40, help="items in the study (each reader answers all)")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="gunicorn worker processes (default: config/gunicorn.conf.py's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per gunicorn worker (default: config/gunicorn.conf.py's)")
+    parser.add_argument("--cache", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                        help="the server's CACHE_URL (sessions in Redis); 'none' keeps them in PostgreSQL alone")
     parser.add_argument("--think", type=float, default=0.0,
                         help="mean seconds a reader looks at an image before answering (0: a closed loop)")
     parser.add_argument("--ramp", type=float, default=None,
@@ -272,12 +362,22 @@ def main() -> None:
     password = secrets.token_urlsafe(12)
     port = free_port()
     gunicorn = None
-    worker_args = ["--workers", str(args.workers), "--threads", str(args.threads), "--worker-class", "gthread"]
+    worker_args = ["-c", "config/gunicorn.conf.py"]
+    if args.workers:
+        worker_args += ["--workers", str(args.workers)]
+    if args.threads:
+        worker_args += ["--threads", str(args.threads)]
+    cache_url = "" if args.cache == "none" else args.cache
+    import runpy
+
+    conf = runpy.run_path(str(ROOT / "config/gunicorn.conf.py"))
+    workers, threads = args.workers or conf["workers"], args.threads or conf["threads"]
     with tempfile.TemporaryDirectory(prefix="histosynth-bench-") as var:
         env = dict(
             os.environ, DATABASE_URL=f"{server}/{DB_NAME}", HISTOSYNTH_VAR_DIR=var, DJANGO_DEBUG="0",
             DJANGO_SECRET_KEY=secrets.token_urlsafe(64), DJANGO_ALLOWED_HOSTS="127.0.0.1",
             DJANGO_SECURE_SSL_REDIRECT="0", DJANGO_SETTINGS_MODULE="config.settings", LOG_LEVEL="WARNING",
+            CACHE_URL=cache_url, CACHE_KEY_PREFIX=DB_NAME,
         )
         env.pop("CELERY_BROKER_URL", None)
         try:
@@ -286,8 +386,7 @@ def main() -> None:
             print(f"setup: study {study_id} with {args.items} items, {args.readers} readers "
                   f"({time.perf_counter() - t0:.1f} s)")
             gunicorn = subprocess.Popen(
-                [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}", *worker_args,
-                 "--log-level", "warning"],
+                [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", *worker_args, "--bind", f"127.0.0.1:{port}"],
                 cwd=ROOT, env=env,
             )
             base = f"http://127.0.0.1:{port}"
@@ -296,8 +395,18 @@ def main() -> None:
             clock: list[float] = []
             # The server's CPU is counted from then too (each login hashes a password: not the reader path).
             cpu: list[float] = []
-            barrier = threading.Barrier(args.readers, action=lambda: (
-                clock.append(time.perf_counter()), cpu.append(process_tree_cpu_seconds(gunicorn.pid))))
+            # ... and so are PostgreSQL's (the benchmark database's server processes) and the load
+            # generator's own (this process: the reader threads).
+            pg_cpu: list[dict] = []
+            own_cpu: list[float] = []
+
+            def start_clock():
+                clock.append(time.perf_counter())
+                cpu.append(process_tree_cpu_seconds(gunicorn.pid))
+                pg_cpu.append(pids_cpu_seconds(postgres_backends(server)))
+                own_cpu.append(sum(os.times()[:2]))
+
+            barrier = threading.Barrier(args.readers, action=start_clock)
             readers = [Reader(base, study_id, f"bench{i:03d}", password, i, barrier, args.think, args.protocol, ramp)
                        for i in range(args.readers)]
             load_before = os.getloadavg()
@@ -308,6 +417,8 @@ def main() -> None:
             seconds = time.perf_counter() - clock[0] if clock else float("nan")
             load_after = os.getloadavg()
             cpu_after = process_tree_cpu_seconds(gunicorn.pid)
+            own_cpu_after = sum(os.times()[:2])
+            pg_after = pids_cpu_seconds(postgres_backends(server))
         finally:
             if gunicorn is not None:
                 gunicorn.terminate()
@@ -316,13 +427,16 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     gunicorn.kill()
             psql(server, f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+            if cache_url:
+                redis_delete_prefix(cache_url, DB_NAME)
 
     errors = [e for r in readers for e in r.errors]
     answers = sum(r.answers for r in readers)
     requests_done = sum(len(r.timings[k]) for r in readers for k in ("post", "next", "image", "preload"))
     print(f"\n{args.readers} concurrent readers, think time {args.think:g} s (mean), arriving over {ramp:g} s, "
           f"protocol {args.protocol}; "
-          f"gunicorn {' '.join(worker_args)}; PostgreSQL; {os.cpu_count()} CPUs; "
+          f"gunicorn {' '.join(worker_args)} ({workers} workers x {threads} threads, gthread); sessions {'in Redis (cached_db)' if cache_url else 'in PostgreSQL'}; "
+          f"PostgreSQL; {os.cpu_count()} CPUs; "
           f"{answers} answers in {seconds:.1f} s")
     print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}".format(
         *load_before, *load_after))
@@ -347,6 +461,12 @@ def main() -> None:
         per_answer = (cpu_after - cpu[0]) / answers
         print(f"gunicorn CPU per answer (with its image and next/ requests): {1000 * per_answer:.2f} ms; "
               f"app-only capacity on {os.cpu_count()} idle cores: {os.cpu_count() / per_answer:.0f} answers/s")
+        pg_per_answer = sum(t - pg_cpu[0].get(pid, 0.0) for pid, t in pg_after.items()) / answers
+        own_per_answer = (own_cpu_after - own_cpu[0]) / answers
+        total = per_answer + pg_per_answer + own_per_answer
+        print(f"PostgreSQL CPU per answer: {1000 * pg_per_answer:.2f} ms; load generator CPU per answer: "
+              f"{1000 * own_per_answer:.2f} ms; all three: {1000 * total:.2f} ms, i.e. "
+              f"{os.cpu_count() / total:.0f} answers/s on {os.cpu_count()} idle cores")
     if errors:
         print(f"{len(errors)} errors, first: {errors[:3]}")
         sys.exit(1)

@@ -12,9 +12,10 @@ Steps 2 to 6 run as jobs (`job_create`), so they appear in the admin's job list;
 mode they run in-process. A step that fails, or whose code this installation lacks, is reported
 and the demo goes on with what exists: it never stops half-way with a traceback.
 
-`demo_serve` then serves the app with DEBUG off (`demo_server_env`: a secret key kept in the
-workdir, local hosts only, plain http on the loopback), its static files collected into `var/`
-and served by WhiteNoise, so that no error page ever shows the settings.
+`demo_serve` then serves the app with gunicorn (config/gunicorn.conf.py) and DEBUG off
+(`demo_server_env`: a secret key kept in the workdir, local hosts only, plain http on the loopback),
+its static files collected into `var/` and served by WhiteNoise, so that no error page ever shows
+the settings.
 """
 import json
 import os
@@ -319,9 +320,13 @@ def demo_server_env(*, workdir: Path, base: dict | None = None) -> dict[str, str
 
 
 def demo_serve(*, workdir: Path, port: int, log: Callable[[str], None] = print) -> None:
-    """Collect the static files into `var/` and replace this process by the demo server (DEBUG off)."""
+    """Collect the static files into `var/` and replace this process by the demo server (gunicorn, DEBUG off)."""
     env = demo_server_env(workdir=workdir)
     manage = str(Path(settings.BASE_DIR) / "manage.py")
     log("collecting static files (served by WhiteNoise: DEBUG is off)")
     subprocess.run([sys.executable, manage, "collectstatic", "--noinput", "-v0"], env=env, check=True)
-    os.execve(sys.executable, [sys.executable, manage, "runserver", f"127.0.0.1:{port}", "--noreload"], env)
+    # gunicorn with the project's settings (config/gunicorn.conf.py), as in production.
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    conf = str(Path(settings.BASE_DIR) / "config" / "gunicorn.conf.py")
+    os.execve(gunicorn, [gunicorn, "-c", conf, "--chdir", str(settings.BASE_DIR), "--bind", f"127.0.0.1:{port}",
+                         "config.wsgi"], env)

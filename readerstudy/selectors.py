@@ -2,13 +2,15 @@
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, IntegerField, Q, QuerySet, Value
+from django.db.models import Count, QuerySet
 from django.urls import reverse
 
 from readerstudy.models import Presentation, Response, Study, StudyItem, StudyReader
+from readerstudy.plain_sql import ModelColumns, column, convert, fetch_all, fetch_one, table
 
 # The states in which a study is visible to its readers (a draft is not).
 READER_VISIBLE_STATES = (Study.State.OPEN, Study.State.CLOSED)
+_VISIBLE_STATE_VALUES = [str(state) for state in READER_VISIBLE_STATES]  # plain-SQL parameters
 
 
 def studies_for_reader(*, user: AbstractBaseUser) -> QuerySet[StudyReader]:
@@ -21,17 +23,29 @@ def studies_for_reader(*, user: AbstractBaseUser) -> QuerySet[StudyReader]:
     )
 
 
+# The reader's answer path reads in plain SQL (readerstudy.plain_sql says why): these are its queries.
+_STUDY_FOR_READER = ModelColumns(Study, "s", exclude=("confound_audit", "provenance"))  # staff-only JSON
+_ASSIGNMENT = ModelColumns(StudyReader, "a")
+_ASSIGNMENT_SQL = (
+    f"SELECT {_ASSIGNMENT.sql}, {_STUDY_FOR_READER.sql} FROM {table(StudyReader)} a "
+    f"JOIN {table(Study)} s ON s.{column(Study, 'id')} = a.{column(StudyReader, 'study')} "
+    f"WHERE a.{column(StudyReader, 'user')} = %s AND a.{column(StudyReader, 'study')} = %s "
+    f"AND s.{column(Study, 'state')} IN (%s, %s)"
+)
+
+
 def reader_assignment_get(*, user: AbstractBaseUser, study_id: int) -> StudyReader | None:
-    """`user`'s assignment to the open or closed study `study_id`, or None (not assigned, draft, absent)."""
+    """`user`'s assignment to the open or closed study `study_id`, or None (not assigned, draft, absent).
+
+    One query; the study comes with it (all but its staff-only JSON, which no reader page needs)."""
     if not user.is_authenticated:
         return None
-    return (
-        StudyReader.objects.filter(user=user, study_id=study_id, study__state__in=READER_VISIBLE_STATES)
-        .select_related("study")
-        # Staff-only JSON, possibly large, that no reader page or answer needs: not decoded per request.
-        .defer("study__confound_audit", "study__provenance")
-        .first()
-    )
+    row = fetch_one(_ASSIGNMENT_SQL, [user.pk, study_id, *_VISIBLE_STATE_VALUES])
+    if row is None:
+        return None
+    assignment = _ASSIGNMENT.build(row[:_ASSIGNMENT.width])
+    assignment.study = _STUDY_FOR_READER.build(row[_ASSIGNMENT.width:])
+    return assignment
 
 
 @dataclass(frozen=True)
@@ -72,12 +86,7 @@ def assignment_progress(*, assignment: StudyReader) -> AssignmentProgress:
     wanted = order[next_index:next_index + 2] if next_index is not None else []
     # Only what a reader may see of an item is loaded: its token and role.
     # (No ordering: StudyItem's default one would join the study table for nothing.)
-    items = {
-        item.pk: item
-        for item in StudyItem.objects.filter(
-            Q(pk__in=wanted) | Q(study_id=assignment.study_id, role=StudyItem.Role.PRACTICE)
-        ).only("id", "study_id", "token", "role").order_by()
-    }
+    items = {item.pk: item for item in _next_and_practice_items(assignment=assignment, wanted=wanted)}
     practice_ids = {pk for pk, item in items.items() if item.role == StudyItem.Role.PRACTICE}
     practice_total = sum(1 for pk in order if pk in practice_ids)
     if next_index is None:
@@ -93,19 +102,38 @@ def assignment_progress(*, assignment: StudyReader) -> AssignmentProgress:
         phase_total = len(order) - practice_total
     return AssignmentProgress(
         answered, len(order), next_index, next_item, following, position, phase_total, practice_total,
-        next_shown_at=shown_at.get(next_item.pk),
+        next_shown_at=convert(_SHOWN_AT, [shown_at.get(next_item.pk)])[0],  # read as stored: converted here
     )
 
 
-def _answered_and_shown(*, assignment: StudyReader):
-    """(item_id, answered, time) rows: one per answer (answered=1) and one per presentation (0)."""
-    answers = Response.objects.filter(assignment=assignment).annotate(
-        answered=Value(1, output_field=IntegerField()), at=F("answered_at")
-    ).order_by().values_list("item_id", "answered", "at")
-    shown = Presentation.objects.filter(assignment=assignment).annotate(
-        answered=Value(0, output_field=IntegerField()), at=F("shown_at")
-    ).order_by().values_list("item_id", "answered", "at")
-    return answers.union(shown, all=True)
+_PROGRESS_SQL = (
+    f"SELECT {column(Response, 'item')}, 1, {column(Response, 'answered_at')} FROM {table(Response)} "
+    f"WHERE {column(Response, 'assignment')} = %s UNION ALL "
+    f"SELECT {column(Presentation, 'item')}, 0, {column(Presentation, 'shown_at')} FROM {table(Presentation)} "
+    f"WHERE {column(Presentation, 'assignment')} = %s"
+)
+_SHOWN_AT = (Presentation._meta.get_field("shown_at"),)
+
+
+def _answered_and_shown(*, assignment: StudyReader) -> list[tuple]:
+    """(item_id, answered, time) rows: one per answer (answered=1) and one per presentation (0), the
+    time as the database gives it (only the next item's is needed: the caller converts that one)."""
+    return fetch_all(_PROGRESS_SQL, [assignment.pk, assignment.pk])
+
+
+_READER_ITEM = ModelColumns(StudyItem, "i", fields=("id", "study", "token", "role"))
+
+
+def _next_and_practice_items(*, assignment: StudyReader, wanted: list[int]) -> list[StudyItem]:
+    """The items with ids `wanted`, and the study's practice items: only what a reader may see of
+    them (token and role)."""
+    by_id = f"i.{column(StudyItem, 'id')} IN ({', '.join(['%s'] * len(wanted))}) OR " if wanted else ""
+    sql = (
+        f"SELECT {_READER_ITEM.sql} FROM {table(StudyItem)} i WHERE {by_id}"
+        f"(i.{column(StudyItem, 'study')} = %s AND i.{column(StudyItem, 'role')} = %s)"
+    )
+    rows = fetch_all(sql, [*wanted, assignment.study_id, str(StudyItem.Role.PRACTICE)])
+    return [_READER_ITEM.build(row) for row in rows]
 
 
 def reader_study_summaries(*, user: AbstractBaseUser) -> list[dict]:
@@ -126,6 +154,17 @@ def reader_study_summaries(*, user: AbstractBaseUser) -> list[dict]:
     return rows
 
 
+_IMAGE_ITEM = ModelColumns(StudyItem, "i", fields=("id", "study", "blinded_file"))
+_ITEM_ORDER = (StudyReader._meta.get_field("item_order"),)
+_IMAGE_SQL = (
+    f"SELECT {_IMAGE_ITEM.sql}, a.{column(StudyReader, 'item_order')} FROM {table(StudyItem)} i "
+    f"JOIN {table(Study)} s ON s.{column(Study, 'id')} = i.{column(StudyItem, 'study')} "
+    f"JOIN {table(StudyReader)} a ON a.{column(StudyReader, 'study')} = i.{column(StudyItem, 'study')} "
+    f"AND a.{column(StudyReader, 'user')} = %s "
+    f"WHERE i.{column(StudyItem, 'token')} = %s AND s.{column(Study, 'state')} IN (%s, %s)"
+)
+
+
 def item_image_visible_to(*, user: AbstractBaseUser, token: str) -> StudyItem | None:
     """The study item with `token` if `user` may see its image: staff, or a reader assigned to its
     open or closed study with the item in their order; None otherwise (the caller answers 404).
@@ -135,15 +174,13 @@ def item_image_visible_to(*, user: AbstractBaseUser, token: str) -> StudyItem | 
     """
     if not user.is_authenticated:
         return None
-    items = StudyItem.objects.filter(token=token).only("id", "study_id", "blinded_file")
     if user.is_staff:
-        return items.first()
-    item = (
-        items.filter(study__state__in=READER_VISIBLE_STATES, study__assignments__user=user)
-        .annotate(reader_order=F("study__assignments__item_order"))
-        .first()
-    )
-    if item is None or item.pk not in (item.reader_order or []):
+        return StudyItem.objects.filter(token=token).only("id", "study_id", "blinded_file").first()
+    row = fetch_one(_IMAGE_SQL, [user.pk, token, *_VISIBLE_STATE_VALUES])
+    if row is None:
+        return None
+    item = _IMAGE_ITEM.build(row[:_IMAGE_ITEM.width])
+    if item.pk not in (convert(_ITEM_ORDER, row[_IMAGE_ITEM.width:])[0] or []):
         return None
     return item
 

@@ -5,7 +5,13 @@ solely as feedback on a practice item the reader has just answered).
 The answer path's two output shapes are built by plain functions (`next_item_body`,
 `stored_response_body`), as their serializers would build them but without a serializer's
 per-request set-up; the serializers remain their documentation in the schema, and
-tests/readerstudy/test_reader_api.py checks that both give the same JSON."""
+tests/readerstudy/test_reader_api.py checks that both give the same JSON. Likewise the page's own
+well-formed answer is read by `response_input_fast`; anything else goes through
+`ResponseInputSerializer`, which words the errors."""
+import math
+import re
+import uuid
+
 from django.urls import reverse
 from rest_framework import serializers
 
@@ -28,6 +34,38 @@ class ResponseInputSerializer(serializers.Serializer):
     # Opt-in: answer with the next item too (served and recorded as shown now), saving the page a
     # GET next/ per answer. Left out after a practice item (feedback first) and when the study closed.
     include_next = serializers.BooleanField(required=False, default=False)
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what item tokens are made of (secrets.token_urlsafe)
+_ANSWERS = frozenset(Truth.values)
+
+
+def response_input_fast(data) -> dict | None:
+    """`ResponseInputSerializer(data=data).validated_data` for an answer of exactly the shape the page
+    sends, built without the serializer (about 0.3 ms of CPU per answer); None for anything else,
+    which the caller then gives to the serializer. Only input the serializer accepts unchanged is
+    taken here, so the two cannot disagree (tests/readerstudy/test_reader_api_input.py)."""
+    if type(data) is not dict:
+        return None
+    item, answer, confidence, client_id = (data.get(k) for k in ("item", "answer", "confidence", "client_id"))
+    if type(item) is not str or not _TOKEN.fullmatch(item) or type(answer) is not str or answer not in _ANSWERS:
+        return None
+    if type(confidence) is not int or type(client_id) is not str:
+        return None
+    try:
+        client_uuid = uuid.UUID(hex=client_id)
+    except ValueError:
+        return None
+    active = data.get("active_seconds")
+    if active is not None:
+        if type(active) not in (int, float) or not math.isfinite(active) or active < 0:
+            return None
+        active = float(active)
+    include_next = data.get("include_next", False)
+    if type(include_next) is not bool:
+        return None
+    return {"item": item, "answer": answer, "confidence": confidence, "client_id": client_uuid,
+            "active_seconds": active, "include_next": include_next}
 
 
 class StudySummarySerializer(serializers.Serializer):

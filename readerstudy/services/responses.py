@@ -25,12 +25,13 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import BigIntegerField, Expression, OuterRef, Subquery
+from django.db.models import BigIntegerField, Expression, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from readerstudy import selectors
 from readerstudy.models import Presentation, Response, ResponseEvent, Study, StudyItem, StudyReader, Truth
+from readerstudy.plain_sql import ModelColumns, column, convert, db_value, fetch_one, insert, table
 
 
 class ResponseError(ValueError):
@@ -131,11 +132,10 @@ def presentation_record(*, assignment: StudyReader, item: StudyItem) -> Presenta
 
 
 def _presentation_create(*, assignment: StudyReader, item: StudyItem) -> Presentation:
-    try:
-        with transaction.atomic():
-            return Presentation.objects.create(assignment=assignment, item=item, shown_at=timezone.now())
-    except IntegrityError:  # served at the same moment in another tab: the first time wins
-        return Presentation.objects.get(assignment=assignment, item=item)
+    # One statement, no transaction around it: shown at the same moment in another tab, the row is
+    # not inserted (the first time wins) and is read back.
+    created = insert(Presentation(assignment=assignment, item=item, shown_at=timezone.now()), ignore_conflicts=True)
+    return created if created is not None else Presentation.objects.get(assignment=assignment, item=item)
 
 
 def response_submit(
@@ -192,6 +192,38 @@ def _replayed_response_id(client_uuid: uuid.UUID) -> Expression:
     return Coalesce(Subquery(by_event), Subquery(by_row), output_field=BigIntegerField())
 
 
+# The item, its study as it is now, when the item was first shown to this reader, and whether this
+# client_id was accepted before (an event's, else a response's own: rows stored before events
+# existed): one query, in plain SQL (readerstudy.plain_sql says why).
+_ITEM = ModelColumns(StudyItem, "i", fields=("id", "study", "token", "role", "truth"))
+_STUDY = ModelColumns(Study, "s", fields=("id", "name", "state", "allow_revision", "confidence_min", "confidence_max"))
+_SHOWN_AT = (Presentation._meta.get_field("shown_at"),)
+_ANSWERED_ITEM_SQL = (
+    f"SELECT {_ITEM.sql}, {_STUDY.sql}, "
+    f"(SELECT p.{column(Presentation, 'shown_at')} FROM {table(Presentation)} p "
+    f"WHERE p.{column(Presentation, 'assignment')} = %s AND p.{column(Presentation, 'item')} = i.{column(StudyItem, 'id')}), "
+    f"COALESCE((SELECT e.{column(ResponseEvent, 'response')} FROM {table(ResponseEvent)} e "
+    f"WHERE e.{column(ResponseEvent, 'client_id')} = %s LIMIT 1), "
+    f"(SELECT r.{column(Response, 'id')} FROM {table(Response)} r WHERE r.{column(Response, 'client_id')} = %s LIMIT 1)) "
+    f"FROM {table(StudyItem)} i JOIN {table(Study)} s ON s.{column(Study, 'id')} = i.{column(StudyItem, 'study')} "
+    f"WHERE i.{column(StudyItem, 'study')} = %s AND i.{column(StudyItem, 'token')} = %s"
+)
+
+
+def _answered_item(*, assignment: StudyReader, item_token: str, client_uuid: uuid.UUID) -> StudyItem | None:
+    """The study's item with `item_token` and its `study`, annotated with `first_shown_at` (to this
+    reader) and `replayed_response_id` (see `_replayed_response_id`); None if the study has no such item."""
+    client_param = db_value(ResponseEvent, "client_id", client_uuid)
+    row = fetch_one(_ANSWERED_ITEM_SQL, [assignment.pk, client_param, client_param, assignment.study_id, item_token])
+    if row is None:
+        return None
+    item = _ITEM.build(row[:_ITEM.width])
+    item.study = _STUDY.build(row[_ITEM.width:_ITEM.width + _STUDY.width])
+    item.first_shown_at = convert(_SHOWN_AT, [row[-2]])[0]
+    item.replayed_response_id = row[-1]
+    return item
+
+
 def _submit(
     *, assignment: StudyReader, item_token: str, answer: str, confidence: int, client_id: str | uuid.UUID,
     active_seconds: float | None,
@@ -202,18 +234,7 @@ def _submit(
     except ValueError as exc:
         raise InvalidAnswerError(f"client_id {client_id!r}: not a UUID") from exc
 
-    # The item, its study as it is now, when the item was first shown to this reader, and whether
-    # this client_id was accepted before: one query.
-    shown = Presentation.objects.filter(assignment=assignment, item=OuterRef("pk")).values("shown_at")[:1]
-    item = (
-        StudyItem.objects.filter(study_id=assignment.study_id, token=item_token)
-        .select_related("study")
-        .only("id", "token", "role", "truth", "study__id", "study__name", "study__state", "study__allow_revision",
-              "study__confidence_min", "study__confidence_max")
-        .annotate(first_shown_at=Subquery(shown), replayed_response_id=_replayed_response_id(client_uuid))
-        .order_by()  # the token is unique; StudyItem's default ordering would sort by the study's
-        .first()
-    )
+    item = _answered_item(assignment=assignment, item_token=item_token, client_uuid=client_uuid)
     if item is None or item.replayed_response_id is not None:
         stored = _stored_by_client_id(assignment=assignment, item_token=item_token, client_uuid=client_uuid)
         if stored is not None:
@@ -241,7 +262,7 @@ def _submit(
     active = _capped(active_seconds, seconds)
     try:
         with transaction.atomic():
-            response = Response.objects.create(
+            response = insert(Response(
                 assignment=assignment,
                 item=item,
                 answer=answer,
@@ -251,7 +272,7 @@ def _submit(
                 answered_at=now,
                 seconds=seconds,
                 active_seconds=active,
-            )
+            ))
             _event_create(response=response, kind=ResponseEvent.Kind.ANSWER, client_uuid=client_uuid,
                           seconds=seconds, active_seconds=active, now=now)
     except IntegrityError:
@@ -288,10 +309,10 @@ def _capped(active_seconds: float | None, seconds: float) -> float | None:
 def _event_create(
     *, response: Response, kind: str, client_uuid: uuid.UUID, seconds: float, active_seconds: float | None, now,
 ) -> ResponseEvent:
-    return ResponseEvent.objects.create(
+    return insert(ResponseEvent(
         response=response, kind=kind, client_id=client_uuid, answer=response.answer,
         confidence=response.confidence, seconds=seconds, active_seconds=active_seconds, created_at=now,
-    )
+    ))
 
 
 def _stored_by_client_id(*, assignment: StudyReader, item_token: str, client_uuid: uuid.UUID) -> Response | None:

@@ -1,9 +1,11 @@
 """The reader path's database work stays small and does not grow with the study: the number of
 queries of GET next/, POST responses/ (with and without `include_next`) and the blinded image,
-pinned so that a change that adds a query per item, or per request, fails here.
+pinned exactly so that a change that adds a query per item, or per request, fails here (and one
+that saves a query updates the figure).
 
-Each request's count includes Django's own: the session and the user (2) and the reader's
-assignment with its study (1); SAVEPOINT/RELEASE pairs appear because tests run in a transaction.
+Each request's count includes Django's own: the session (none when sessions live in Redis) and the
+user (2), and the reader's assignment with its study (1). The answer's two inserts are one
+transaction: SAVEPOINT/RELEASE here, because tests run in a transaction, BEGIN/COMMIT in production.
 """
 import uuid
 
@@ -13,16 +15,18 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from readerstudy.models import Presentation, Response, StudyReader
+from tests.conftest import require_redis
 from tests.factories import PASSWORD, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 
-# Upper bounds, SQLite and PostgreSQL alike (savepoints included).
-MAX_NEXT = 8  # session, user, assignment+study, answered+shown (one UNION), items, presentation insert (+2)
-MAX_ANSWER = 9  # session, user, assignment+study, item+study+shown_at+replayed client_id (one query),
-#                 the response and its answer event inserted (+2 savepoint), finished check
-MAX_ANSWER_WITH_NEXT = 13  # the answer without its finished check, then the next item as GET next/ serves it
-MAX_IMAGE = 3  # session, user, item joined with the reader's assignment
+# SQLite and PostgreSQL alike, sessions in the database (savepoints included).
+NEXT = 6  # session, user, assignment+study, answered+shown (one UNION), items, first showing (one INSERT)
+NEXT_AGAIN = 5  # the same, the item shown before: no insert
+ANSWER = 9  # session, user, assignment+study, item+study+shown_at+replayed client_id (one query),
+#             the response and its answer event inserted (+2 savepoint), finished check
+ANSWER_WITH_NEXT = 11  # the answer without its finished check, then the next item as GET next/ serves it
+IMAGE = 3  # session, user, item joined with the reader's assignment
 
 
 @pytest.fixture(autouse=True)
@@ -52,23 +56,43 @@ def count(fn) -> tuple[int, object]:
 
 
 @pytest.mark.parametrize("n", [2, 20])
-def test_next_and_answer_make_a_fixed_small_number_of_queries(n, django_assert_max_num_queries):
+def test_next_and_answer_make_a_fixed_small_number_of_queries(n, django_assert_num_queries):
     study, client = reader_client(n=n)
     url = f"/api/reader/studies/{study.pk}"
-    with django_assert_max_num_queries(MAX_NEXT):
+    with django_assert_num_queries(NEXT):
         nxt = client.get(f"{url}/next/").json()
-    with django_assert_max_num_queries(MAX_NEXT):  # served again: the presentation is found, not made
+    with django_assert_num_queries(NEXT_AGAIN):  # served again: the presentation is found, not made
         assert client.get(f"{url}/next/").json()["item"] == nxt["item"]
-    with django_assert_max_num_queries(MAX_ANSWER):
+    with django_assert_num_queries(ANSWER):
         resp = client.post(f"{url}/responses/", answer(study, nxt["item"]), content_type="application/json")
     assert resp.status_code == 201
     nxt = client.get(f"{url}/next/").json()
-    with django_assert_max_num_queries(MAX_ANSWER_WITH_NEXT):
+    with django_assert_num_queries(ANSWER_WITH_NEXT):
         resp = client.post(
             f"{url}/responses/", answer(study, nxt["item"], include_next=True), content_type="application/json"
         )
     assert resp.status_code == 201 and resp.json()["next"]["position"] == 3
-    with django_assert_max_num_queries(MAX_IMAGE):
+    with django_assert_num_queries(IMAGE):
+        assert client.get(resp.json()["next"]["image_url"]).status_code == 200
+
+
+def test_with_sessions_in_redis_the_answer_and_its_image_read_no_session_from_the_database(
+    settings, django_assert_num_queries
+):
+    from config.cache_settings import cache_settings
+    from django.core.cache import caches
+
+    settings.CACHES, settings.SESSION_ENGINE = cache_settings(require_redis(), key_prefix=f"test-{uuid.uuid4()}")
+    caches.close_all()
+    study, client = reader_client(n=3)
+    url = f"/api/reader/studies/{study.pk}"
+    nxt = client.get(f"{url}/next/").json()
+    with django_assert_num_queries(ANSWER_WITH_NEXT - 1):
+        resp = client.post(
+            f"{url}/responses/", answer(study, nxt["item"], include_next=True), content_type="application/json"
+        )
+    assert resp.status_code == 201
+    with django_assert_num_queries(IMAGE - 1):
         assert client.get(resp.json()["next"]["image_url"]).status_code == 200
 
 
