@@ -60,7 +60,7 @@ def test_an_under_scaled_noise_prediction_saturates_dpmsolver_pp_by_its_update_r
     assert (dpm - dpmsolver_pp_reference(x, abar, 20, eps_scale=0.3)).abs().max().item() < 5e-4
     ddim = sampler_get("ddim")(weak, x, steps=50, schedule=schedule)
     saturated = lambda images: float((images.abs() > 0.99).double().mean())  # noqa: E731
-    assert saturated(dpm) > 0.5 and saturated(ddim) < 0.01
+    assert saturated(dpm) > 0.4 and saturated(ddim) < 0.01  # 51% and 0% here
     exact = sampler_get("dpmsolver++")(trained_like(abar), x, steps=20, schedule=schedule)
     assert saturated(exact) < 0.001 and abs(float(exact.std()) / S - 1) < 0.25
 
