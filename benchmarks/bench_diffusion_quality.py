@@ -56,11 +56,10 @@ def fid_bootstrap(real: np.ndarray, fake: np.ndarray, *, n: int, seed: int) -> t
 
 
 # The EMA (no warm-up) keeps decay^steps of the untrained network, whose output layers are zero: at
-# 0.999, 50% of it after 700 steps, so the sampled model predicts too little noise, its x0 (the
-# error amplified by sigma/alpha) falls outside [-1, 1] and the samplers that clip x0 and re-derive
-# the noise from it saturate
-# (DPM-Solver++ FID 157 at every step count; tests/generation/test_sampler_trained_like.py; issue 15).
-# 0.99 leaves 0.1% after 700 steps.
+# 0.999, 50% of it after 700 steps, so the sampled model predicts too little noise, its x0 (the error
+# amplified by sigma/alpha) falls outside [-1, 1], and the samplers that clip x0 and re-derive the
+# noise from it saturate (DPM-Solver++ FID 157 at every step count; issue 15, see
+# tests/generation/test_sampler_trained_like.py). 0.99 leaves 0.1% after 700 steps.
 EMA_DECAY = 0.99
 
 
