@@ -7,7 +7,8 @@ is off, which near t = T puts the predicted x0 far outside [-1, 1]. Clipping x0 
 sampler does with the rest: DDPM and DPM-Solver++ (like guided-diffusion) re-derive the noise from the
 clipped x0, diffusers' DDIM keeps the model's own noise. A model whose noise prediction is too small
 (an EMA average still half made of the zero-output initial network is one) therefore gives saturated
-DPM-Solver++ samples by the update rule itself, not by a wiring fault; the benchmark's 157 is that.
+DPM-Solver++ samples by the update rule itself, not by a wiring fault: the likely cause of the
+benchmark's FID 157 (benchmarks/README.md, "Quality against sampling steps").
 """
 import pytest
 import torch
