@@ -74,7 +74,7 @@ def train_steps(steps: int, data: Path, run: Path, seed: int, batch: int) -> dic
     resume = (run / "checkpoint.pt").exists()
     train(train_config(batch), TrainOptions(data=data, out=run, steps=steps, seed=seed, log_every=50,
                                             save_every=50, resume=resume, device="cpu", progress=False))
-    return {"steps": steps, "batch": batch, "seed": seed, "ema_decay": EMA_DECAY,
+    return {"steps": steps, "batch": batch, "seed": seed,
             "train_minutes": round((time.perf_counter() - started) / 60, 1)}
 
 
@@ -85,7 +85,7 @@ def train_for(minutes: float, data: Path, run: Path, seed: int, batch: int) -> d
         steps += 50
         train(train_config(batch), TrainOptions(data=data, out=run, steps=steps, seed=seed, log_every=50,
                                                 save_every=50, resume=steps > 50, device="cpu", progress=False))
-    return {"steps": steps, "batch": batch, "seed": seed, "ema_decay": EMA_DECAY,
+    return {"steps": steps, "batch": batch, "seed": seed,
             "train_minutes": round((time.perf_counter() - started) / 60, 1)}
 
 
@@ -122,6 +122,7 @@ def main() -> None:
     pick = np.random.default_rng(a.seed).permutation(len(dataset))[:a.n_real]
     real = features_of(extractor, torch.stack([dataset[int(i)][0] for i in pick]))
     gen = DiffusionGenerator.from_checkpoint(run / "checkpoint.pt", device="cpu")
+    result["training"]["ema_decay"] = gen.config.ema_decay  # the checkpoint's: a resumed run keeps its own
     if a.train_steps and gen.step != a.train_steps:
         sys.exit(f"{run / 'checkpoint.pt'}: trained {gen.step} steps, not --train-steps {a.train_steps}; "
                  "choose another --out")
