@@ -12,6 +12,15 @@ Timesteps: DDPM and DPM-Solver++ step from each evaluated timestep to the next o
 they are spaced evenly from T-1 to 0 ("linspace", both ends kept). DDIM in diffusers always steps back
 by T // N, so it uses guided-diffusion's `ddimN` spacing ("leading": t = 0, T // N, 2 T // N, ...), where
 the next evaluated timestep is exactly T // N below.
+
+Clipping the predicted x0 to [-1, 1]: DDPM (the posterior mean) and DPM-Solver++ (thresholding, its
+data-prediction update) then use the clipped x0 and so re-derive the noise from it, as guided-diffusion
+does; diffusers' DDIM clips x0 but keeps the model's own noise. With a good model the two agree. With
+one whose noise prediction is off, the predicted x0 near t = T is far outside [-1, 1] (its error is
+amplified by sigma/alpha, 157 at t = 999 under the linear schedule), the re-derived noise is about
+x_t itself, little noise is removed while x0 stays clipped, and DDPM and DPM-Solver++ end noisy or
+saturated where DDIM does not (issue 15: an EMA still half the untrained network; see
+tests/generation/test_sampler_trained_like.py). That is the model, not the samplers' wiring.
 Pure torch, no Django.
 """
 from __future__ import annotations

@@ -29,8 +29,8 @@ def _eps(x, abar_t):
     return b * (x - a * MU) / (a * a * S * S + b * b)
 
 
-def _x0(x, abar_t):
-    return ((x - (1 - abar_t).sqrt() * _eps(x, abar_t)) / abar_t.sqrt()).clamp(-1, 1)
+def _x0(x, abar_t, eps_scale: float = 1.0):
+    return ((x - (1 - abar_t).sqrt() * eps_scale * _eps(x, abar_t)) / abar_t.sqrt()).clamp(-1, 1)
 
 
 def gaussian_denoiser(abar: torch.Tensor, variance_channel: float = -1.0):
@@ -56,8 +56,9 @@ def linspace_timesteps(total: int, steps: int) -> list[int]:
     return [int(t) for t in np.linspace(0, total - 1, steps).round()[::-1]]
 
 
-def ddpm_moments(abar: torch.Tensor, steps: int) -> tuple[float, float]:
-    """Mean and std of respaced ancestral DDPM (posterior variance beta~) started from N(0, 1), without clip."""
+def ddpm_moments(abar: torch.Tensor, steps: int, *, variance: str = "beta~") -> tuple[float, float]:
+    """Mean and std of respaced ancestral DDPM started from N(0, 1), without clip, with the posterior
+    variance beta~ (v = -1) or beta (v = +1), both recomputed between the kept timesteps."""
     ts = linspace_timesteps(len(abar), steps)
     mean, var = 0.0, 1.0
     for i, t in enumerate(ts):
@@ -68,21 +69,23 @@ def ddpm_moments(abar: torch.Tensor, steps: int) -> tuple[float, float]:
         gain = a * S * S / (a * a * S * S + b2)  # x0_hat = MU + gain (x - a MU)
         c1, c2 = ab_prev ** 0.5 * beta / (1 - ab), (1 - beta) ** 0.5 * (1 - ab_prev) / (1 - ab)
         slope, offset = c1 * gain + c2, c1 * (MU - gain * a * MU)
-        noise_var = beta * (1 - ab_prev) / (1 - ab) if i + 1 < len(ts) else 0.0
+        step_var = beta * (1 - ab_prev) / (1 - ab) if variance == "beta~" else beta
+        noise_var = step_var if i + 1 < len(ts) else 0.0
         mean, var = slope * mean + offset, slope * slope * var + noise_var
     return mean, var ** 0.5
 
 
-def dpmsolver_pp_reference(x: torch.Tensor, abar: torch.Tensor, steps: int) -> torch.Tensor:
+def dpmsolver_pp_reference(x: torch.Tensor, abar: torch.Tensor, steps: int, *, eps_scale: float = 1.0) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2) on t_i = linspace(T-1, 0, N+1)[:-1], then to sigma 0;
-    first order at the first step and at the last (to sigma 0, where it returns the x0 prediction)."""
+    first order at the first step and at the last (to sigma 0, where it returns the x0 prediction).
+    `eps_scale` scales the noise prediction (a model that under-predicts the noise)."""
     ts = [int(t) for t in np.linspace(0, len(abar) - 1, steps + 1).round()[::-1][:-1]]
     alpha = [float(abar[t]) ** 0.5 for t in ts] + [1.0]
     sigma = [float(1 - abar[t]) ** 0.5 for t in ts] + [0.0]
     lam = [np.log(a / s) if s > 0 else np.inf for a, s in zip(alpha, sigma)]
     x, previous = x.double(), None
     for i, t in enumerate(ts):
-        d0 = _x0(x, abar[t])
+        d0 = _x0(x, abar[t], eps_scale)
         h = lam[i + 1] - lam[i]
         first_order = previous is None or i == steps - 1
         decay = -np.expm1(-h) if np.isfinite(h) else 1.0  # 1 - exp(-h)
