@@ -133,3 +133,11 @@ def max_abs_difference(state: dict, module: torch.nn.Module) -> float:
     other = module.state_dict()
     assert state.keys() == other.keys()
     return max(float((state[k].float() - other[k].float()).abs().max()) for k in state if state[k].is_floating_point())
+
+
+def share_differing(state: dict, module: torch.nn.Module, *, above: float) -> float:
+    """The share of all floating weights whose |a - b| exceeds `above`."""
+    other = module.state_dict()
+    keys = [k for k in state if state[k].is_floating_point()]
+    differing = sum(int(((state[k].float() - other[k].float()).abs() > above).sum()) for k in keys)
+    return differing / sum(state[k].numel() for k in keys)

@@ -21,6 +21,7 @@ from tests.generation.distributed_helpers import (
     diffusion_reference,
     max_abs_difference,
     progan_reference,
+    share_differing,
     torchrun_manage,
 )
 
@@ -31,7 +32,14 @@ pytestmark = [
 ]
 
 SEED = 3
-ATOL = 1e-5  # float reduction order across ranks; the runs are in fact bit-identical on this CPU
+# Float reduction order differs between the ranks' all-reduce and the replay's single sum. Adam divides
+# each gradient by its own running size, so in the few weights whose gradient nearly cancels that noise
+# becomes visible: on one AMD EPYC machine 39 of 1.15 M weights differed by more than 1e-6 (the largest
+# by 2.2e-5); on another the runs were bit-identical. Ranks that diverged would move most weights by
+# about the learning rate.
+ATOL = 1e-4
+NOISY_SHARE = 1e-4  # at most this share of the weights may differ by more than NOISE
+NOISE = 1e-6
 SENSITIVE = 1e-3  # dropping rank 1's gradient moves the weights by far more than ATOL
 
 
@@ -43,6 +51,8 @@ def _rows(path):
 def _assert_close(saved: dict, module, what: str) -> None:
     diff = max_abs_difference(saved, module)
     assert diff <= ATOL, f"{what}: max |checkpoint - data-parallel replay| = {diff:.3g} > {ATOL} (ranks diverged?)"
+    share = share_differing(saved, module, above=NOISE)
+    assert share <= NOISY_SHARE, f"{what}: {share:.2%} of the weights differ from the replay by more than {NOISE}"
 
 
 def _assert_differs(saved: dict, module, what: str) -> None:
