@@ -119,6 +119,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Readers answer concurrently; wait for the write lock rather than failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
+# The reader's answer path runs its few queries as prepared statements on PostgreSQL (parsing and
+# planning them cost the database more than running them: readerstudy/plain_sql.py). Turn off with
+# DATABASE_PREPARED_STATEMENTS=0 behind a pooler in transaction mode (PgBouncer's, say), where a
+# connection's prepared statements are not its own.
+PLAIN_SQL_PREPARED = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Sessions in the cache (backed by the database) when CACHE_URL names a Redis server shared by the

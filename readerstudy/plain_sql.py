@@ -10,9 +10,22 @@ Django's own converters (aware datetimes, JSON, booleans), so callers see exactl
 give them (tests/readerstudy/test_plain_sql.py). The inserts skip `save()`'s machinery likewise.
 
 Only what the queries name is loaded; any other field is deferred, as with `QuerySet.only()`.
+
+On PostgreSQL two more savings, both measured with benchmarks/profile_reader_api.py (`--explain`):
+each connection runs these statements as prepared statements (planning them cost the database more
+than running them), and an answer and its audit event are written by one statement
+(`insert_with_child`) instead of a transaction of four round trips.
 """
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+import itertools
+import re
+from contextlib import nullcontext
+
+from django.conf import settings
+
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Model
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 
 def table(model: type[Model]) -> str:
@@ -46,8 +59,23 @@ class ModelColumns:
         self.width = len(self.fields)
 
     def build(self, values) -> Model:
-        """The instance of the row's values (this list's width of them), converted as the ORM does."""
-        return self.model.from_db(connection.alias, self.attnames, convert(self.fields, values))
+        """The instance of the row's values (this list's width of them), converted as the ORM does.
+
+        What `Model.from_db` gives, without running `Model.__init__` over every field of the model
+        (the costliest part of reading a row here): the values go straight into the instance's
+        `__dict__`, where `__init__` would have put them, and the fields not read stay absent, i.e.
+        deferred. Where something listens to the model's `pre_init` or `post_init` signals (an
+        ImageField's dimensions, say), `from_db` is used, so that it still hears of the instance.
+        """
+        values = convert(self.fields, values)
+        if pre_init.has_listeners(self.model) or post_init.has_listeners(self.model):
+            return self.model.from_db(connection.alias, self.attnames, values)
+        obj = Model.__new__(self.model)
+        obj._state = ModelState()
+        obj._state.adding = False
+        obj._state.db = connection.alias
+        obj.__dict__.update(zip(self.attnames, values))
+        return obj
 
 
 def convert(fields: tuple, values) -> list:
@@ -84,14 +112,59 @@ def _converters(db, fields: tuple) -> list:
 
 def fetch_one(sql: str, params) -> tuple | None:
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        execute(cursor, sql, params)
         return cursor.fetchone()
 
 
 def fetch_all(sql: str, params) -> list[tuple]:
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        execute(cursor, sql, params)
         return cursor.fetchall()
+
+
+# Prepared statements (PostgreSQL): parsing and planning these short indexed queries cost PostgreSQL
+# more than running them (EXPLAIN ANALYZE: 0.05 to 0.4 ms of planning against 0.02 to 0.18 ms of
+# execution each; benchmarks/profile_reader_api.py). Each connection prepares a statement the first
+# time it runs it, in the same round trip (`PREPARE name AS ...; EXECUTE name (...)`), and then only
+# EXECUTEs it. PREPARE is not transactional: a prepared statement outlives a rolled-back transaction
+# and a failed EXECUTE, so a failure only leaves an unused statement behind, under a name never
+# reused. Off with the setting PLAIN_SQL_PREPARED = False (env DATABASE_PREPARED_STATEMENTS=0):
+# behind a pooler in transaction mode, such as PgBouncer's, a connection's statements are not its own.
+_PLACEHOLDER = re.compile(r"%[s%]")
+_names = itertools.count(1)
+
+
+def execute(cursor, sql: str, params) -> None:
+    """`cursor.execute(sql, params)`, as a prepared statement of this connection on PostgreSQL."""
+    if connection.vendor != "postgresql" or not getattr(settings, "PLAIN_SQL_PREPARED", True):
+        cursor.execute(sql, params)
+        return
+    raw = connection.connection
+    cache = getattr(connection, "_plain_sql_prepared", None)
+    if cache is None or cache[0] is not raw:  # a new connection: nothing prepared on it yet
+        cache = connection._plain_sql_prepared = (raw, {})
+    statements = cache[1]
+    args = f" ({', '.join(['%s'] * len(params))})" if params else ""
+    name = statements.get(sql)
+    if name is not None:
+        cursor.execute(f"EXECUTE {name}{args}", params)
+        return
+    name = f"plain_sql_{next(_names)}"
+    numbered = iter(range(1, len(params) + 1))
+    body = _PLACEHOLDER.sub(lambda m: f"${next(numbered)}" if m.group() == "%s" else "%%", sql)
+    cursor.execute(f"PREPARE {name} AS {body}; EXECUTE {name}{args}", params)
+    statements[sql] = name
+
+
+def executed_sql(logged: str) -> str:
+    """The statement behind a query as logged on this connection (`connection.queries`, captured
+    queries): a prepared statement's own SQL for its PREPARE or EXECUTE, anything else as it is."""
+    match = re.match(r"(?:PREPARE (plain_sql_\d+) AS .*; )?EXECUTE (plain_sql_\d+)\b", logged, re.S)
+    if match is None:
+        return logged
+    cache = getattr(connection, "_plain_sql_prepared", None)
+    by_name = {name: sql for sql, name in (cache[1] if cache else {}).items()}
+    return by_name.get(match.group(2), logged)
 
 
 def db_value(model: type[Model], name: str, value):
@@ -107,14 +180,13 @@ def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model | None:
     meta = obj._meta
     fields = _insert_fields(type(obj))
     values = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
-    columns = ", ".join(f'"{f.column}"' for f in fields)
-    sql = f"INSERT INTO {table(type(obj))} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
+    sql = f"INSERT INTO {table(type(obj))} ({_columns_sql(fields)}) VALUES ({_placeholders(fields)})"
     if ignore_conflicts:  # PostgreSQL 9.5+ and SQLite 3.24+ alike
         sql += " ON CONFLICT DO NOTHING"
     pk_column = f'"{meta.pk.column}"'
     with connection.cursor() as cursor:
         if connection.features.can_return_columns_from_insert:
-            cursor.execute(f"{sql} RETURNING {pk_column}", values)
+            execute(cursor, f"{sql} RETURNING {pk_column}", values)
             row = cursor.fetchone()
             if row is None:  # a conflict, ignored
                 return None
@@ -128,6 +200,55 @@ def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model | None:
     obj._state.adding = False
     obj._state.db = connection.alias
     return obj
+
+
+def insert_with_child(parent: Model, child: Model, *, fk: str) -> tuple[Model, Model]:
+    """INSERT `parent`, then `child`, whose foreign key `fk` (a field name) points to the new parent,
+    all or nothing, as `insert` does each (no `ignore_conflicts`: a broken constraint raises
+    `IntegrityError` and neither row is written).
+
+    On PostgreSQL one statement (a data-modifying WITH), atomic on its own: one round trip where a
+    transaction of two inserts takes four (BEGIN, two INSERTs, COMMIT). On the answer path each
+    round trip costs CPU on both sides of a loaded 2-core server (benchmarks/README.md). Elsewhere
+    (SQLite) the two inserts in one transaction. Inside a caller's transaction the statement runs
+    under a savepoint, so that a broken constraint leaves that transaction usable.
+    """
+    fk_field = child._meta.get_field(fk)
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            insert(parent)
+            setattr(child, fk_field.name, parent)  # its id, and the instance kept (no query to reload it)
+            insert(child)
+        return parent, child
+    parent_fields = _insert_fields(type(parent))
+    child_fields = tuple(f for f in _insert_fields(type(child)) if f is not fk_field)
+    parent_pk, child_pk = f'"{parent._meta.pk.column}"', f'"{child._meta.pk.column}"'
+    sql = (
+        f"WITH parent AS (INSERT INTO {table(type(parent))} ({_columns_sql(parent_fields)}) "
+        f"VALUES ({_placeholders(parent_fields)}) RETURNING {parent_pk}) "
+        f'INSERT INTO {table(type(child))} ("{fk_field.column}", {_columns_sql(child_fields)}) '
+        f"VALUES ((SELECT {parent_pk} FROM parent), {_placeholders(child_fields)}) "
+        f'RETURNING "{fk_field.column}", {child_pk}'
+    )
+    values = [f.get_db_prep_save(getattr(parent, f.attname), connection) for f in parent_fields]
+    values += [f.get_db_prep_save(getattr(child, f.attname), connection) for f in child_fields]
+    with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
+        execute(cursor, sql, values)
+        new_parent_pk, new_child_pk = cursor.fetchone()
+    for obj, pk in ((parent, new_parent_pk), (child, new_child_pk)):
+        setattr(obj, obj._meta.pk.attname, pk)
+        obj._state.adding = False
+        obj._state.db = connection.alias
+    setattr(child, fk_field.name, parent)
+    return parent, child
+
+
+def _columns_sql(fields: tuple) -> str:
+    return ", ".join(f'"{f.column}"' for f in fields)
+
+
+def _placeholders(fields: tuple) -> str:
+    return ", ".join(["%s"] * len(fields))
 
 
 def _insert_fields(model: type[Model]) -> tuple:

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from readerstudy import selectors
 from readerstudy.models import Presentation, Response, ResponseEvent, Study, StudyItem, StudyReader, Truth
-from readerstudy.plain_sql import ModelColumns, column, convert, db_value, fetch_one, insert, table
+from readerstudy.plain_sql import ModelColumns, column, convert, db_value, fetch_one, insert, insert_with_child, table
 
 
 class ResponseError(ValueError):
@@ -261,20 +261,21 @@ def _submit(
     seconds = max(0.0, (now - item.first_shown_at).total_seconds())
     active = _capped(active_seconds, seconds)
     try:
-        with transaction.atomic():
-            response = insert(Response(
-                assignment=assignment,
-                item=item,
-                answer=answer,
-                confidence=confidence,
-                client_id=client_uuid,
-                shown_at=item.first_shown_at,
-                answered_at=now,
-                seconds=seconds,
-                active_seconds=active,
-            ))
-            _event_create(response=response, kind=ResponseEvent.Kind.ANSWER, client_uuid=client_uuid,
-                          seconds=seconds, active_seconds=active, now=now)
+        # The response and its answer event, all or nothing (one statement on PostgreSQL).
+        response = Response(
+            assignment=assignment,
+            item=item,
+            answer=answer,
+            confidence=confidence,
+            client_id=client_uuid,
+            shown_at=item.first_shown_at,
+            answered_at=now,
+            seconds=seconds,
+            active_seconds=active,
+        )
+        event = _event(response=response, kind=ResponseEvent.Kind.ANSWER, client_uuid=client_uuid,
+                       seconds=seconds, active_seconds=active, now=now)
+        insert_with_child(response, event, fk="response")
     except IntegrityError:
         # Either this very request raced with its own retry (same client_id), or the item was
         # answered already (another tab): the database constraint decided which one is kept.
@@ -306,13 +307,14 @@ def _capped(active_seconds: float | None, seconds: float) -> float | None:
     return min(float(active_seconds), seconds)
 
 
-def _event_create(
+def _event(
     *, response: Response, kind: str, client_uuid: uuid.UUID, seconds: float, active_seconds: float | None, now,
 ) -> ResponseEvent:
-    return insert(ResponseEvent(
+    """The (unsaved) event recording that `response` took its current answer from `client_uuid`."""
+    return ResponseEvent(
         response=response, kind=kind, client_id=client_uuid, answer=response.answer,
         confidence=response.confidence, seconds=seconds, active_seconds=active_seconds, created_at=now,
-    ))
+    )
 
 
 def _stored_by_client_id(*, assignment: StudyReader, item_token: str, client_uuid: uuid.UUID) -> Response | None:
@@ -358,8 +360,8 @@ def _response_revise(
             try:
                 with transaction.atomic():
                     existing.save(update_fields=["answer", "confidence", "client_id", "revised_at"])
-                    _event_create(response=existing, kind=ResponseEvent.Kind.REVISION, client_uuid=client_uuid,
-                                  seconds=since_shown, active_seconds=_capped(active_seconds, since_shown), now=now)
+                    insert(_event(response=existing, kind=ResponseEvent.Kind.REVISION, client_uuid=client_uuid,
+                                  seconds=since_shown, active_seconds=_capped(active_seconds, since_shown), now=now))
             except IntegrityError as exc:  # the id was taken by another request meanwhile
                 raise _ReplayFound from exc
     except _ReplayFound:

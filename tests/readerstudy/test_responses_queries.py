@@ -4,8 +4,10 @@ pinned exactly so that a change that adds a query per item, or per request, fail
 that saves a query updates the figure).
 
 Each request's count includes Django's own: the session (none when sessions live in Redis) and the
-user (2), and the reader's assignment with its study (1). The answer's two inserts are one
-transaction: SAVEPOINT/RELEASE here, because tests run in a transaction, BEGIN/COMMIT in production.
+user (2), and the reader's assignment with its study (1). The answer's response and answer event
+are written all or nothing: on PostgreSQL one statement (under SAVEPOINT/RELEASE here, because tests
+run in a transaction; alone in production, which a test below checks outside any transaction), on
+SQLite two inserts in a transaction.
 """
 import uuid
 
@@ -15,17 +17,19 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from readerstudy.models import Presentation, Response, StudyReader
+from readerstudy.plain_sql import executed_sql
 from tests.conftest import require_redis
 from tests.factories import PASSWORD, make_study, make_user
 
 pytestmark = pytest.mark.django_db
 
-# SQLite and PostgreSQL alike, sessions in the database (savepoints included).
+# Sessions in the database, savepoints included.
 NEXT = 6  # session, user, assignment+study, answered+shown (one UNION), items, first showing (one INSERT)
 NEXT_AGAIN = 5  # the same, the item shown before: no insert
-ANSWER = 9  # session, user, assignment+study, item+study+shown_at+replayed client_id (one query),
-#             the response and its answer event inserted (+2 savepoint), finished check
-ANSWER_WITH_NEXT = 11  # the answer without its finished check, then the next item as GET next/ serves it
+# session, user, assignment+study, item+study+shown_at+replayed client_id (one query), the response
+# and its answer event (one statement on PostgreSQL, two on SQLite; +2 savepoint), finished check
+ANSWER = 9 if connection.vendor != "postgresql" else 8
+ANSWER_WITH_NEXT = ANSWER + 2  # without the finished check, then the next item as GET next/ serves it
 IMAGE = 3  # session, user, item joined with the reader's assignment
 
 
@@ -129,3 +133,27 @@ def test_the_last_answer_with_next_finishes_the_assignment_in_the_same_request()
     assert last["next"]["done"] is True and last["next"]["item"] is None
     assert StudyReader.objects.get().finished_at is not None
     assert Response.objects.count() == 2 and Presentation.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_an_answer_is_written_by_one_statement_with_no_transaction_round_trips():
+    """In production (no test transaction around the request) the response and its answer event go
+    in one data-modifying statement: no BEGIN, COMMIT or second INSERT, each a round trip."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement write is PostgreSQL's (SQLite: two inserts in a transaction)")
+    study, client = reader_client(n=2)
+    url = f"/api/reader/studies/{study.pk}"
+    nxt = client.get(f"{url}/next/").json()
+    with CaptureQueriesContext(connection) as ctx:
+        resp = client.post(
+            f"{url}/responses/", answer(study, nxt["item"], include_next=True), content_type="application/json"
+        )
+    assert resp.status_code == 201, resp.content
+    sql = [executed_sql(q["sql"]) for q in ctx.captured_queries]  # prepared statements' own SQL
+    assert not [s for s in sql if s.split()[0] in ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")], sql
+    writes = [s for s in sql if s.startswith(("INSERT", "WITH", "UPDATE"))]
+    assert len(writes) == 2, writes  # the answer with its event, and the next item's first showing
+    assert writes[0].startswith("WITH") and "readerstudy_responseevent" in writes[0]
+    assert len(sql) == ANSWER_WITH_NEXT - 2  # the test transaction's savepoint pair is not there either
+    stored = Response.objects.get()
+    assert [(e.kind, e.client_id) for e in stored.events.all()] == [("answer", stored.client_id)]
