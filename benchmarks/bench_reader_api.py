@@ -320,6 +320,40 @@ def postgres_backends(server: str) -> list[int]:
     return pids
 
 
+def verify_stored(server: str, *, readers: int, items: int) -> list[str]:
+    """What is wrong with the run's stored answers (nothing: an empty list): each reader answered
+    each of the study's items once, each answer has one `answer` event with its client_id, and no
+    client_id was taken twice. A load test that loses or doubles an answer under concurrency fails."""
+    import psycopg2
+
+    conn = psycopg2.connect(f"{server}/{DB_NAME}")
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*), count(DISTINCT (assignment_id, item_id)), count(DISTINCT client_id) "
+            "FROM readerstudy_response"
+        )
+        responses, pairs, client_ids = cur.fetchone()
+        cur.execute(
+            "SELECT count(*) FROM readerstudy_response r JOIN readerstudy_responseevent e "
+            "ON e.response_id = r.id AND e.kind = 'answer' AND e.client_id = r.client_id"
+        )
+        matched_events = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM readerstudy_responseevent")
+        events = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM readerstudy_studyreader WHERE finished_at IS NULL")
+        unfinished = cur.fetchone()[0]
+    conn.close()
+    problems = []
+    if responses != readers * items or pairs != responses or client_ids != responses:
+        problems.append(f"{responses} responses for {pairs} reader-item pairs and {client_ids} client_ids, "
+                        f"expected {readers * items} of each")
+    if matched_events != responses or events != responses:
+        problems.append(f"{events} events, {matched_events} matching their response, for {responses} responses")
+    if unfinished:
+        problems.append(f"{unfinished} readers not marked finished")
+    return problems
+
+
 def redis_delete_prefix(url: str, prefix: str) -> None:
     """Remove the run's keys (its sessions) from the Redis cache."""
     import redis
@@ -419,6 +453,8 @@ def main() -> None:
             cpu_after = process_tree_cpu_seconds(gunicorn.pid)
             own_cpu_after = sum(os.times()[:2])
             pg_after = pids_cpu_seconds(postgres_backends(server))
+            # What was stored, checked before the database goes: every answer once, with its event.
+            stored_problems = verify_stored(server, readers=args.readers, items=args.items)
         finally:
             if gunicorn is not None:
                 gunicorn.terminate()
@@ -467,8 +503,11 @@ def main() -> None:
         print(f"PostgreSQL CPU per answer: {1000 * pg_per_answer:.2f} ms; load generator CPU per answer: "
               f"{1000 * own_per_answer:.2f} ms; all three: {1000 * total:.2f} ms, i.e. "
               f"{os.cpu_count() / total:.0f} answers/s on {os.cpu_count()} idle cores")
-    if errors:
-        print(f"{len(errors)} errors, first: {errors[:3]}")
+    print("stored: " + ("; ".join(stored_problems) if stored_problems else
+                        f"every answer exactly once ({args.readers} x {args.items}), each with its answer event"))
+    if errors or stored_problems:
+        if errors:
+            print(f"{len(errors)} errors, first: {errors[:3]}")
         sys.exit(1)
 
 
