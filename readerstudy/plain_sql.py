@@ -22,7 +22,7 @@ from contextlib import nullcontext
 
 from django.conf import settings
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.models import Model
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
@@ -132,6 +132,7 @@ def fetch_all(sql: str, params) -> list[tuple]:
 # behind a pooler in transaction mode, such as PgBouncer's, a connection's statements are not its own.
 _PLACEHOLDER = re.compile(r"%[s%]")
 _names = itertools.count(1)
+_NO_SUCH_PREPARED_STATEMENT = "26000"  # SQLSTATE invalid_sql_statement_name
 
 
 def execute(cursor, sql: str, params) -> None:
@@ -147,8 +148,18 @@ def execute(cursor, sql: str, params) -> None:
     args = f" ({', '.join(['%s'] * len(params))})" if params else ""
     name = statements.get(sql)
     if name is not None:
-        cursor.execute(f"EXECUTE {name}{args}", params)
-        return
+        try:
+            cursor.execute(f"EXECUTE {name}{args}", params)
+            return
+        except DatabaseError as exc:
+            if getattr(exc.__cause__, "pgcode", None) != _NO_SUCH_PREPARED_STATEMENT:
+                raise
+            # The server forgot this connection's statements (DISCARD ALL or DEALLOCATE ALL, by a
+            # pooler or by hand): forget them here too and prepare afresh, at once outside a
+            # transaction; inside one, which the error has aborted, from the next statement on.
+            statements.clear()
+            if connection.in_atomic_block:
+                raise
     name = f"plain_sql_{next(_names)}"
     numbered = iter(range(1, len(params) + 1))
     body = _PLACEHOLDER.sub(lambda m: f"${next(numbered)}" if m.group() == "%s" else "%%", sql)

@@ -178,7 +178,7 @@ def test_on_postgresql_plain_sql_is_prepared_once_per_connection_then_executed()
 
 
 def test_a_prepared_statement_survives_a_rolled_back_transaction_and_a_failed_first_run():
-    from django.db import connection
+    from django.db import DatabaseError, connection
 
     from readerstudy.plain_sql import fetch_one
 
@@ -194,7 +194,7 @@ def test_a_prepared_statement_survives_a_rolled_back_transaction_and_a_failed_fi
     assert fetch_one(sql, [5]) == (2,)
     # A first run that fails (here: division by zero) is not remembered as prepared...
     failing = "SELECT 1 / %s + 0"
-    with pytest.raises(Exception), transaction.atomic():
+    with pytest.raises(DatabaseError, match="division by zero"), transaction.atomic():
         fetch_one(failing, [0])
     # ...and runs (and is prepared) afresh next time, in a transaction that is still usable.
     assert fetch_one(failing, [1]) == (1,)
@@ -208,3 +208,25 @@ def test_prepared_statements_can_be_turned_off(settings):
     settings.PLAIN_SQL_PREPARED = False
     row, log = _logged(lambda: fetch_one("SELECT %s::int * 3", [4]))
     assert row == (12,) and log == ["SELECT 4::int * 3"]
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction, as a request runs
+def test_statements_forgotten_by_the_server_are_prepared_again():
+    from django.db import DatabaseError, connection
+
+    from readerstudy.plain_sql import fetch_one
+
+    _postgresql_only()
+    sql = "SELECT %s::int * 2"
+    assert fetch_one(sql, [1]) == fetch_one(sql, [1]) == (2,)  # prepared, then executed
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # what a pooler's DISCARD ALL does to the connection
+    row, log = _logged(lambda: fetch_one(sql, [3]))
+    assert row == (6,) and log[0].startswith("EXECUTE") and log[-1].startswith("PREPARE")
+    # Inside a transaction the failed EXECUTE aborts it: the error reaches the caller, and the next
+    # statement after it prepares afresh.
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    with pytest.raises(DatabaseError, match="does not exist"), transaction.atomic():
+        fetch_one(sql, [4])
+    assert fetch_one(sql, [5]) == (10,)
