@@ -73,3 +73,19 @@ def site_log_in(page, base_url: str, username: str, password: str) -> None:
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{base_url}/")
 
+
+
+def click_and_wait_until_closed(page, locator) -> None:
+    """Click `locator`, whose handler closes its own window (`page`, a pop-up), and wait for that.
+
+    The window may close before Chromium acknowledges the click: Playwright then reports the click
+    as failed on a closed target (TargetClosedError) although it was delivered. That report is
+    accepted here, and only that one; the page must still be seen to close."""
+    from playwright._impl._errors import TargetClosedError
+
+    with page.expect_event("close"):
+        try:
+            locator.click()
+        except TargetClosedError:
+            pass
+    assert page.is_closed()

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.browser import admin_log_in, chromium, open_page
+from tests.browser import admin_log_in, chromium, click_and_wait_until_closed, open_page
 from tests.factories import PASSWORD, make_user
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's event loop runs in this thread
@@ -30,15 +30,13 @@ def test_file_browser_fills_the_path_fields(live_server, settings, tmp_path):
         popup = opened.value
         popup.get_by_role("link", name="runs/").click()
         popup.get_by_role("link", name="adm/").click()
-        with popup.expect_event("close"):
-            popup.locator(f"button.path-choose[data-path='{data}/runs/adm/checkpoint.pt']").click()
+        click_and_wait_until_closed(popup, popup.locator(f"button.path-choose[data-path='{data}/runs/adm/checkpoint.pt']"))
         assert page.input_value("#id_checkpoint") == f"{data}/runs/adm/checkpoint.pt"
         with page.expect_popup() as opened:
             page.locator(".path-browse[data-field='id_out']").click()
         popup = opened.value
         popup.fill("#path-new-name", "samples-1")
-        with popup.expect_event("close"):
-            popup.click("#path-choose-new")
+        click_and_wait_until_closed(popup, popup.locator("#path-choose-new"))
         assert page.input_value("#id_out") == f"{data}/samples-1"
         context.close()
     assert errors == []
