@@ -294,16 +294,21 @@ def process_tree_cpu_seconds(root: int) -> float:
     return total
 
 
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of process `pid` so far (OSError once it is gone)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
 def pids_cpu_seconds(pids) -> dict[int, float]:
     """User + system CPU seconds of each of `pids` still running."""
-    ticks = os.sysconf("SC_CLK_TCK")
     out = {}
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[pid] = sum(user_system_seconds(pid))
         except OSError:
             continue
-        out[pid] = (int(fields[11]) + int(fields[12])) / ticks
     return out
 
 

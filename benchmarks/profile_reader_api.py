@@ -76,6 +76,7 @@ def run(study_id: int, args, password: str) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    from bench_reader_api import user_system_seconds
     from readerstudy.plain_sql import executed_sql
 
 
@@ -211,13 +212,6 @@ def run(study_id: int, args, password: str) -> None:
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
         print(out.getvalue())
         print(by_package(pstats.Stats(profiler), done))
-
-
-def user_system_seconds(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of process `pid` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
 
 
 def explain(connection, rows) -> str:

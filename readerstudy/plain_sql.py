@@ -21,7 +21,6 @@ import re
 from contextlib import nullcontext
 
 from django.conf import settings
-
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.models import Model
 from django.db.models.base import ModelState
@@ -190,7 +189,7 @@ def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model | None:
     inserted and None is returned, with no error (so no savepoint is needed around it)."""
     meta = obj._meta
     fields = _insert_fields(type(obj))
-    values = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+    values = _save_values(obj, fields)
     sql = f"INSERT INTO {table(type(obj))} ({_columns_sql(fields)}) VALUES ({_placeholders(fields)})"
     if ignore_conflicts:  # PostgreSQL 9.5+ and SQLite 3.24+ alike
         sql += " ON CONFLICT DO NOTHING"
@@ -207,9 +206,7 @@ def insert(obj: Model, *, ignore_conflicts: bool = False) -> Model | None:
             if cursor.rowcount == 0:
                 return None
             pk = connection.ops.last_insert_id(cursor, meta.db_table, meta.pk.column)
-    setattr(obj, meta.pk.attname, pk)
-    obj._state.adding = False
-    obj._state.db = connection.alias
+    _mark_saved(obj, pk)
     return obj
 
 
@@ -241,17 +238,26 @@ def insert_with_child(parent: Model, child: Model, *, fk: str) -> tuple[Model, M
         f"VALUES ((SELECT {parent_pk} FROM parent), {_placeholders(child_fields)}) "
         f'RETURNING "{fk_field.column}", {child_pk}'
     )
-    values = [f.get_db_prep_save(getattr(parent, f.attname), connection) for f in parent_fields]
-    values += [f.get_db_prep_save(getattr(child, f.attname), connection) for f in child_fields]
+    values = _save_values(parent, parent_fields) + _save_values(child, child_fields)
     with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
         execute(cursor, sql, values)
         new_parent_pk, new_child_pk = cursor.fetchone()
-    for obj, pk in ((parent, new_parent_pk), (child, new_child_pk)):
-        setattr(obj, obj._meta.pk.attname, pk)
-        obj._state.adding = False
-        obj._state.db = connection.alias
+    _mark_saved(parent, new_parent_pk)
+    _mark_saved(child, new_child_pk)
     setattr(child, fk_field.name, parent)
     return parent, child
+
+
+def _save_values(obj: Model, fields: tuple) -> list:
+    """`obj`'s values of `fields` as query parameters, as `save()` prepares them."""
+    return [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]
+
+
+def _mark_saved(obj: Model, pk) -> None:
+    """`obj` as stored with primary key `pk`, as `save()` leaves an instance it inserted."""
+    setattr(obj, obj._meta.pk.attname, pk)
+    obj._state.adding = False
+    obj._state.db = connection.alias
 
 
 def _columns_sql(fields: tuple) -> str:
